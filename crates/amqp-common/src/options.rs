@@ -1,0 +1,392 @@
+//! The connection options every tool shares, and how they combine into one endpoint.
+//! The checks run in the C tools' order, so the first conflict reported is the same one.
+
+use crate::authfile;
+use crate::error::{Error, Result};
+use crate::number::c_int;
+use crate::uri::{self, AmqpUri};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Seconds allowed for DNS, TCP and the AMQP handshake together, unless --connect-timeout says
+/// otherwise. Long enough for a slow broker, short enough that a Job does not hang.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Heartbeat interval asked for when --heartbeat is not given. The C tools ask for none, which
+/// leaves a consumer waiting forever on a dead broker; with 60 s a lost peer is noticed within
+/// about two minutes.
+pub const DEFAULT_HEARTBEAT: u16 = 60;
+
+/// Connection options, flattened into every tool's command line.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Connection options")]
+pub struct ConnectionArgs {
+    /// Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://...
+    /// (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is
+    /// used when no connection option is given)
+    #[arg(short = 'u', long, value_name = "URL", allow_hyphen_values = true)]
+    pub url: Option<String>,
+
+    /// Broker host name or address (default localhost)
+    #[arg(short = 's', long, value_name = "HOST", allow_hyphen_values = true)]
+    pub server: Option<String>,
+
+    /// Broker port (default 5672, or 5671 with TLS)
+    #[arg(long, value_name = "PORT", value_parser = c_int, allow_hyphen_values = true)]
+    pub port: Option<i32>,
+
+    /// Virtual host (default /)
+    #[arg(long, value_name = "VHOST", allow_hyphen_values = true)]
+    pub vhost: Option<String>,
+
+    /// User name (default guest)
+    #[arg(long, value_name = "USER", allow_hyphen_values = true)]
+    pub username: Option<String>,
+
+    /// Password (default guest); prefer --authfile, which keeps it out of the process list
+    #[arg(long, value_name = "PASSWORD", allow_hyphen_values = true)]
+    pub password: Option<String>,
+
+    /// Read the user name and password from FILE: two lines, "username:USER" and
+    /// "password:PASSWORD", each ending with a newline
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    pub authfile: Option<PathBuf>,
+
+    /// Heartbeat interval in seconds, 0 to turn heartbeats off (default 60)
+    #[arg(long, value_name = "SECS", value_parser = c_int, allow_hyphen_values = true)]
+    pub heartbeat: Option<i32>,
+
+    /// Give up if connecting (DNS, TCP, TLS and the AMQP handshake) takes longer than SECS
+    /// (default 30)
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, allow_hyphen_values = true)]
+    pub connect_timeout: Option<Duration>,
+
+    /// Use TLS (as amqps:// does); the port defaults to 5671
+    #[arg(long)]
+    pub ssl: bool,
+
+    /// Also trust the CA certificates in FILE (PEM) when verifying the broker
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM), sent when the broker asks for one; needs --key
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of the client certificate; needs --cert
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    pub key: Option<PathBuf>,
+
+    /// Trust only --cacert, not the system's CA certificates
+    #[arg(long)]
+    pub no_default_cert_paths: bool,
+
+    /// Do not verify the broker's certificate (insecure: for testing only)
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// A positive number of seconds, fractions allowed.
+pub fn parse_seconds(s: &str) -> std::result::Result<Duration, String> {
+    let value: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| "expected a number of seconds".to_string())?;
+    if !value.is_finite() || value <= 0.0 || value > 1e9 {
+        return Err("expected a number of seconds greater than 0".into());
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// TLS settings, carried to the connector.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsSettings {
+    pub cacert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub no_default_cert_paths: bool,
+    pub insecure: bool,
+}
+
+/// Where and how to connect, once every option has been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub vhost: String,
+    pub user: String,
+    pub password: String,
+    pub heartbeat: u16,
+    pub connect_timeout: Duration,
+    pub tls: Option<TlsSettings>,
+}
+
+impl Endpoint {
+    /// `host:port` as shown in messages, IPv6 literals in brackets.
+    pub fn target(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn conflict(a: &str, b: &str) -> Error {
+    Error::config(format!("{a} and {b} cannot be used together"))
+}
+
+impl ConnectionArgs {
+    /// True when any option naming the broker or the credentials was given; AMQP_URL is read
+    /// only when none was.
+    fn names_a_broker(&self) -> bool {
+        self.url.is_some()
+            || self.server.is_some()
+            || self.port.is_some_and(|p| p >= 0)
+            || self.username.is_some()
+            || self.password.is_some()
+            || self.vhost.is_some()
+            || self.authfile.is_some()
+    }
+
+    /// Checks the options and combines them, in the C tools' order; `amqp_url` is the value of
+    /// the AMQP_URL environment variable. Prints the --server port deprecation warning.
+    pub fn resolve(&self, amqp_url: Option<&str>) -> Result<Endpoint> {
+        let mut uri = AmqpUri::default();
+        let mut explicit_port = false;
+        let url = match (&self.url, amqp_url) {
+            (Some(url), _) => Some((url.as_str(), "--url")),
+            (None, Some(env)) if !self.names_a_broker() && !env.is_empty() => {
+                Some((env, "AMQP_URL"))
+            }
+            _ => None,
+        };
+        if let Some((url, source)) = url {
+            uri = uri::parse(url).map_err(|_| {
+                Error::config(format!(
+                    "invalid {} '{}': expected amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] \
+                     (percent-encode ':', '@' and '/' inside values; no '?' options)",
+                    if source == "--url" { "URL" } else { "AMQP_URL" },
+                    uri::mask_password(url)
+                ))
+            })?;
+            explicit_port = true;
+            if self.ssl && !uri.tls {
+                return Err(Error::config(
+                    "--ssl asks for TLS but the URL starts with amqp:// (use amqps://)",
+                ));
+            }
+        }
+        let from_url = self.url.is_some();
+        let tls_wanted = uri.tls || self.ssl;
+
+        if let Some(server) = &self.server {
+            if from_url {
+                return Err(conflict("--server", "--url"));
+            }
+            if let Some((host, port)) = server.split_once(':') {
+                eprintln!(
+                    "{}: warning: HOST:PORT in --server is deprecated; use --port",
+                    crate::cli::program_name()
+                );
+                if self.port.is_some_and(|p| p >= 0) {
+                    return Err(Error::config(
+                        "--server and --port both give a port; give it once",
+                    ));
+                }
+                uri.port = parse_server_port(port).ok_or_else(|| {
+                    Error::config(format!(
+                        "bad port in --server '{server}': expected HOST:PORT with PORT from 0 to \
+                         65535 (IPv6 addresses need --url amqp://[ADDR])"
+                    ))
+                })?;
+                explicit_port = true;
+                uri.host = host.to_string();
+            } else {
+                uri.host = server.clone();
+            }
+        }
+        if let Some(port) = self.port.filter(|&p| p >= 0) {
+            if from_url {
+                return Err(conflict("--port", "--url"));
+            }
+            // No range check, as in the C tools: the connection attempt reports it.
+            uri.port = u16::try_from(port).map_err(|_| {
+                Error::config(format!(
+                    "bad --port {port}: expected a number from 0 to 65535"
+                ))
+            })?;
+            explicit_port = true;
+        }
+        if !explicit_port && tls_wanted {
+            uri.port = 5671;
+        }
+        if let Some(user) = &self.username {
+            if from_url {
+                return Err(conflict("--username", "--url"));
+            }
+            if self.authfile.is_some() {
+                return Err(conflict("--username", "--authfile"));
+            }
+            uri.user = user.clone();
+        }
+        if let Some(password) = &self.password {
+            if from_url {
+                return Err(conflict("--password", "--url"));
+            }
+            if self.authfile.is_some() {
+                return Err(conflict("--password", "--authfile"));
+            }
+            uri.password = password.clone();
+        }
+        if let Some(path) = &self.authfile {
+            if from_url {
+                return Err(conflict("--authfile", "--url"));
+            }
+            let creds = authfile::read(path)
+                .map_err(|e| Error::config(format!("bad --authfile '{}': {e}", path.display())))?;
+            uri.user = creds.user;
+            uri.password = creds.password;
+        }
+        if let Some(vhost) = &self.vhost {
+            if from_url {
+                return Err(conflict("--vhost", "--url"));
+            }
+            uri.vhost = vhost.clone();
+        }
+        let heartbeat = match self.heartbeat {
+            None => DEFAULT_HEARTBEAT,
+            Some(h) if h < 0 => {
+                return Err(Error::config(format!(
+                    "bad --heartbeat {h}: expected 0 (off) or a number of seconds"
+                )))
+            }
+            Some(h) => u16::try_from(h).unwrap_or(u16::MAX),
+        };
+        let tls = tls_wanted.then(|| TlsSettings {
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            no_default_cert_paths: self.no_default_cert_paths,
+            insecure: self.insecure,
+        });
+        Ok(Endpoint {
+            host: uri.host,
+            port: uri.port,
+            vhost: uri.vhost,
+            user: uri.user,
+            password: uri.password,
+            heartbeat,
+            connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            tls,
+        })
+    }
+}
+
+/// The port part of a deprecated `--server HOST:PORT`: decimal, optional `+`, 0..=65535.
+fn parse_server_port(s: &str) -> Option<u16> {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<u32>()
+        .ok()
+        .and_then(|p| u16::try_from(p).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ConnectionArgs {
+        ConnectionArgs::default()
+    }
+
+    #[test]
+    fn defaults() {
+        let e = args().resolve(None).unwrap();
+        assert_eq!(e.target(), "localhost:5672");
+        assert_eq!((e.user.as_str(), e.password.as_str()), ("guest", "guest"));
+        assert_eq!(e.vhost, "/");
+        assert_eq!(e.heartbeat, DEFAULT_HEARTBEAT);
+        assert!(e.tls.is_none());
+    }
+
+    #[test]
+    fn amqp_url_only_without_connection_flags() {
+        let e = args().resolve(Some("amqp://h:1/v")).unwrap();
+        assert_eq!((e.target(), e.vhost.as_str()), ("h:1".to_string(), "v"));
+        let mut a = args();
+        a.server = Some("other".into());
+        assert_eq!(
+            a.resolve(Some("amqp://h:1")).unwrap().target(),
+            "other:5672"
+        );
+        let mut a = args();
+        a.url = Some("amqp://u".into());
+        assert_eq!(a.resolve(Some("amqp://h:1")).unwrap().host, "u");
+    }
+
+    #[test]
+    fn conflicts_in_c_order() {
+        let mut a = args();
+        a.url = Some("amqp://h".into());
+        a.port = Some(5672);
+        a.vhost = Some("v".into());
+        assert!(a
+            .resolve(None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--port and --url"));
+        let mut a = args();
+        a.url = Some("amqp://h".into());
+        a.port = Some(-5);
+        assert!(a.resolve(None).is_ok(), "a negative port means 'not given'");
+        let mut a = args();
+        a.server = Some("h:5672".into());
+        a.port = Some(5672);
+        assert!(a.resolve(None).is_err());
+        let mut a = args();
+        a.server = Some("h:+5673".into());
+        assert_eq!(a.resolve(None).unwrap().port, 5673);
+        for bad in ["h:abc", "h:", "h:70000", "h:-1", "::1", "[::1]"] {
+            let mut a = args();
+            a.server = Some(bad.into());
+            assert!(a.resolve(None).is_err(), "{bad}");
+        }
+        let mut a = args();
+        a.heartbeat = Some(-1);
+        assert!(a.resolve(None).is_err());
+    }
+
+    #[test]
+    fn tls_ports() {
+        let mut a = args();
+        a.ssl = true;
+        let e = a.resolve(None).unwrap();
+        assert_eq!(e.port, 5671);
+        assert!(e.tls.is_some());
+        a.server = Some("h".into());
+        assert_eq!(a.resolve(None).unwrap().target(), "h:5671");
+        a.port = Some(5000);
+        assert_eq!(a.resolve(None).unwrap().target(), "h:5000");
+        let mut a = args();
+        a.ssl = true;
+        a.url = Some("amqp://h".into());
+        assert!(a.resolve(None).is_err());
+        let mut a = args();
+        a.url = Some("amqps://h".into());
+        assert_eq!(a.resolve(None).unwrap().port, 5671);
+    }
+
+    #[test]
+    fn bad_url_is_masked() {
+        let mut a = args();
+        a.url = Some("amqp://u:s3cret@h?x=1".into());
+        let msg = a.resolve(None).unwrap_err().to_string();
+        assert!(!msg.contains("s3cret"), "{msg}");
+        assert!(msg.contains("amqp://u:****@h?x=1"), "{msg}");
+    }
+}

@@ -1,0 +1,5 @@
+//! amqp-consume (being written).
+
+pub fn run() -> amqp_common::Result<()> {
+    Err(amqp_common::Error::config("not implemented yet"))
+}

@@ -1,0 +1,3 @@
+fn main() {
+    amqp_common::cli::main("amqp-declare-queue", amqp_declare_queue::run)
+}

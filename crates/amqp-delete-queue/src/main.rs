@@ -1,0 +1,3 @@
+fn main() {
+    amqp_common::cli::main("amqp-delete-queue", amqp_delete_queue::run)
+}

@@ -1,0 +1,64 @@
+//! amqp-get: takes one message off a queue and writes its body to stdout.
+
+use amqp_common::{check_short_string, ConnectionArgs, Error, HelpArgs, ParseOptions, Result};
+use clap::Parser;
+use std::io::Write;
+
+/// Exit status when the queue is empty (the C tool's).
+pub const EMPTY: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Take one message off a queue and write its body to stdout, byte for byte, with \
+             nothing added.\nExit status: 0 a message was printed, 2 the queue is empty, 1 any \
+             error.",
+    after_help = "Example:\n  amqp-get --url=amqp://guest:guest@rabbitmq-service:5672 -q job1",
+    version,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    args_override_self = true
+)]
+pub struct Args {
+    /// Queue to take the message from (required)
+    #[arg(short = 'q', long, value_name = "QUEUE", allow_hyphen_values = true)]
+    pub queue: Option<String>,
+
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+
+    #[command(flatten)]
+    pub help: HelpArgs,
+
+    /// Operands are refused after all options are read, as the C tool does.
+    #[arg(hide = true)]
+    pub operands: Vec<String>,
+}
+
+pub fn run() -> Result<()> {
+    let args: Args = amqp_common::cli::parse(ParseOptions::default())?;
+    amqp_common::cli::refuse_operands(&args.operands)?;
+    let queue = args
+        .queue
+        .ok_or_else(|| Error::usage("no queue given: use -q QUEUE"))?;
+    check_short_string("the queue name", &queue)?;
+    let endpoint = args.conn.endpoint()?;
+    let session = endpoint.connect()?;
+    let got = session
+        .channel
+        .basic_get(queue.as_str(), false)
+        .map_err(|e| Error::amqp(format!("cannot get a message from queue '{queue}'"), e))?;
+    let Some(got) = got else {
+        session.close()?;
+        return Err(Error::Status(EMPTY));
+    };
+    // The message is acked only once its body is out, so a failed write loses nothing: the
+    // broker requeues it. (A closed pipe ends the tool by SIGPIPE, as the C tool's.)
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(&got.delivery.body).and_then(|()| out.flush()) {
+        session.abandon();
+        return Err(Error::io("cannot write the message to stdout", &e));
+    }
+    got.ack(&session.channel)
+        .map_err(|e| Error::amqp("cannot acknowledge the message", e))?;
+    session.close()
+}

@@ -1,0 +1,3 @@
+fn main() {
+    amqp_common::cli::main("amqp-publish", amqp_publish::run)
+}
