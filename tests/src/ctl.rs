@@ -107,8 +107,11 @@ pub fn rabbitmqctl(args: &[&str]) -> Value {
 }
 
 fn list(cmd: &str, columns: &[&str]) -> Vec<Value> {
-    let vhost = vhost();
-    let mut args = vec![cmd, "-p", vhost.as_str()];
+    list_in(&vhost(), cmd, columns)
+}
+
+fn list_in(vhost: &str, cmd: &str, columns: &[&str]) -> Vec<Value> {
+    let mut args = vec![cmd, "-p", vhost];
     args.extend_from_slice(columns);
     match rabbitmqctl(&args) {
         Value::Array(rows) => rows,
@@ -131,6 +134,11 @@ fn bool_of(v: &Value, k: &str) -> bool {
 
 /// Attributes of queue `q`, or `None` if it does not exist.
 pub fn queue_info(q: &str) -> Option<QueueInfo> {
+    queue_info_in(&vhost(), q)
+}
+
+/// Attributes of queue `q` in `vhost`, or `None` if it does not exist.
+pub fn queue_info_in(vhost: &str, q: &str) -> Option<QueueInfo> {
     let cols = [
         "name",
         "durable",
@@ -141,7 +149,7 @@ pub fn queue_info(q: &str) -> Option<QueueInfo> {
         "consumers",
         "arguments",
     ];
-    list("list_queues", &cols)
+    list_in(vhost, "list_queues", &cols)
         .into_iter()
         .find(|r| r["name"] == q)
         .map(|r| QueueInfo {
@@ -256,4 +264,47 @@ pub fn close_connections_from_port(peer_port: u16, reason: &str) -> usize {
         rabbitmqctl_text(&["close_connection", pid, reason]);
     }
     pids.len()
+}
+
+/// A vhost of its own for a test that needs fixed queue names (the tutorial's `foo`, `job1`),
+/// with `guest` allowed in; deleted, with everything in it, when dropped.
+pub struct TempVhost {
+    name: String,
+}
+
+impl TempVhost {
+    /// The vhost's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `broker_url()` pointed at this vhost.
+    pub fn url(&self) -> String {
+        let base = crate::broker_url();
+        let base = base.split(['?']).next().unwrap_or_default().to_string();
+        let rest = base.split_once("://").map_or("", |(_, r)| r);
+        let authority_len = rest.find('/').unwrap_or(rest.len());
+        let prefix_len = base.len() - rest.len() + authority_len;
+        format!("{}/{}", &base[..prefix_len], self.name)
+    }
+}
+
+impl Drop for TempVhost {
+    fn drop(&mut self) {
+        let prog = std::env::var_os("RABBITMQCTL").unwrap_or_else(|| "rabbitmqctl".into());
+        let _ = Cmd::new(std::path::PathBuf::from(prog))
+            .args(["-q", "delete_vhost", &self.name])
+            .timeout(CTL_TIMEOUT)
+            .run();
+    }
+}
+
+/// Creates a vhost (ASCII letters, digits and '-' in `name`) and gives `guest` all rights on it.
+pub fn temp_vhost(name: &str) -> TempVhost {
+    rabbitmqctl_text(&["add_vhost", name]);
+    let vhost = TempVhost {
+        name: name.to_string(),
+    };
+    rabbitmqctl_text(&["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]);
+    vhost
 }

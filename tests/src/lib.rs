@@ -25,7 +25,7 @@ pub use broker::{render_value, Broker, Msg, Props};
 pub use cmd::{Cmd, Output, Running};
 pub use ctl::{
     bindings, client_property, close_connections_from_port, connections, consumers, queue_info,
-    rabbitmqctl, rabbitmqctl_text, ConsumerInfo, QueueInfo,
+    queue_info_in, rabbitmqctl, rabbitmqctl_text, temp_vhost, ConsumerInfo, QueueInfo, TempVhost,
 };
 pub use net::{closing_peer, http_peer, refused_port, silent_peer, PeerGuard, Proxy};
 
