@@ -1,0 +1,464 @@
+//! The delivery loop: one event loop over deliveries, signals (SIGCHLD included) and timers, so
+//! that a command running does not stop the tool from noticing a signal, a lost connection or a
+//! cancelled consumer. amiquip's I/O thread keeps heartbeats going meanwhile.
+
+use crate::signals::{self, ExitKind};
+use crate::{env, OnFailure, Plan};
+use amiquip::{Channel, Consumer, ConsumerMessage, ConsumerOptions, Delivery};
+use amqp_common::Error;
+use crossbeam_channel::{Receiver, RecvError, Select};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long without a delivery before --exit-when-empty asks the broker whether the queue is
+/// empty.
+const EMPTY_POLL: Duration = Duration::from_millis(200);
+
+/// SIGCHLD is the normal wake-up for a finished command; this is only a safety net.
+const REAP_FALLBACK: Duration = Duration::from_secs(1);
+
+/// Why the loop failed.
+pub enum Failure {
+    /// The connection or channel is unusable: drop it without the closing handshake.
+    Fatal(Error),
+    /// A local failure (the command cannot be started): close cleanly, then report it.
+    AfterClose(Error),
+}
+
+type Step<T = ()> = Result<T, Failure>;
+
+fn fatal(context: impl Into<String>, e: amiquip::Error) -> Failure {
+    Failure::Fatal(Error::amqp(context, e))
+}
+
+/// Runs the consumer until the plan says to stop; returns the exit status.
+pub fn run(
+    channel: &Channel,
+    queue: &str,
+    plan: &Plan,
+    signal_events: &Receiver<i32>,
+) -> Step<i32> {
+    let consume_context = || format!("cannot consume from queue '{queue}'");
+    if plan.count == Some(0) {
+        // Nothing will be processed, so nothing is taken off the queue (the C tool consumes and
+        // gives the prefetched messages back marked redelivered); the queue must still exist.
+        channel
+            .queue_declare_passive(queue)
+            .map_err(|e| fatal(consume_context(), e))?;
+        return Ok(0);
+    }
+    if plan.prefetch > 0 {
+        channel
+            .qos(0, plan.prefetch, false)
+            .map_err(|e| fatal("cannot set the prefetch count", e))?;
+    }
+    let mut channel_limit = None;
+    if let Some(n) = plan.count {
+        if n > 65535 && plan.prefetch == 0 {
+            // Without a per-consumer limit the broker would push more than --count messages.
+            channel
+                .qos(0, u16::MAX, true)
+                .map_err(|e| fatal("cannot set the prefetch count", e))?;
+            channel_limit = Some(u16::MAX);
+        }
+    }
+    signals::arm();
+    let consumer = channel
+        .basic_consume(
+            queue,
+            ConsumerOptions {
+                no_ack: plan.no_ack_wire,
+                ..ConsumerOptions::default()
+            },
+        )
+        .map_err(|e| fatal(consume_context(), e))?;
+    let deliveries = consumer.receiver().clone();
+    let now = Instant::now();
+    let mut runner = Runner {
+        channel,
+        consumer,
+        queue,
+        plan,
+        accepting: true,
+        draining: true,
+        rx_done: false,
+        received: 0,
+        settled: 0,
+        channel_limit,
+        running: HashMap::new(),
+        exit: None,
+        idle_since: now,
+        empty_check_at: now,
+    };
+    runner.run(&deliveries, signal_events)
+}
+
+/// A command that is running, with the message it is working on (`None` when that message was
+/// acknowledged on receipt).
+struct Job {
+    delivery: Option<Delivery>,
+}
+
+enum Exit {
+    Status(i32),
+    Error(Error),
+}
+
+enum Stop {
+    /// --count reached, queue empty, idle: finish the messages already received.
+    Done,
+    Signal(i32),
+    FailFast(i32),
+    Error(Error),
+}
+
+// One value per loop turn, moved at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Event {
+    Consumer(Result<ConsumerMessage, RecvError>),
+    Signal(i32),
+    Timer,
+}
+
+struct Runner<'a> {
+    channel: &'a Channel,
+    consumer: Consumer<'a>,
+    queue: &'a str,
+    plan: &'a Plan,
+    /// The consumer is not cancelled.
+    accepting: bool,
+    /// After the cancel, messages already received are still processed.
+    draining: bool,
+    /// The broker confirmed the cancel (or the connection is gone): no more deliveries.
+    rx_done: bool,
+    received: u64,
+    settled: u64,
+    /// The channel-wide prefetch limit currently set (basic.qos global), if any.
+    channel_limit: Option<u16>,
+    running: HashMap<i32, Job>,
+    exit: Option<Exit>,
+    idle_since: Instant,
+    empty_check_at: Instant,
+}
+
+impl Runner<'_> {
+    fn run(
+        &mut self,
+        deliveries: &Receiver<ConsumerMessage>,
+        signal_events: &Receiver<i32>,
+    ) -> Step<i32> {
+        loop {
+            if !self.accepting && self.running.is_empty() && (self.rx_done || !self.draining) {
+                break;
+            }
+            let take = !self.rx_done
+                && (self.accepting || self.draining)
+                && self.running.len() < self.plan.jobs;
+            let event = {
+                let mut sel = Select::new();
+                let rx_index = take.then(|| sel.recv(deliveries));
+                let sig_index = sel.recv(signal_events);
+                let selected = match self.next_timeout(take) {
+                    Some(t) => sel.select_timeout(t).ok(),
+                    None => Some(sel.select()),
+                };
+                match selected {
+                    None => Event::Timer,
+                    Some(op) if Some(op.index()) == rx_index => {
+                        Event::Consumer(op.recv(deliveries))
+                    }
+                    Some(op) => {
+                        debug_assert_eq!(op.index(), sig_index);
+                        match op.recv(signal_events) {
+                            Ok(sig) => Event::Signal(sig),
+                            // The signal thread never ends; treat it as a tick if it did.
+                            Err(_) => Event::Timer,
+                        }
+                    }
+                }
+            };
+            match event {
+                Event::Consumer(msg) => self.on_consumer_message(msg)?,
+                Event::Signal(sig) => self.on_signal(sig)?,
+                Event::Timer => self.on_timer(take)?,
+            }
+        }
+        match self.exit.take() {
+            None => Ok(0),
+            Some(Exit::Status(code)) => Ok(code),
+            Some(Exit::Error(e)) => Err(Failure::AfterClose(e)),
+        }
+    }
+
+    fn next_timeout(&self, take: bool) -> Option<Duration> {
+        let now = Instant::now();
+        let mut due: Vec<Instant> = Vec::new();
+        if !self.running.is_empty() {
+            due.push(now + REAP_FALLBACK);
+        }
+        if self.plan.exit_when_empty && self.accepting && take {
+            due.push(self.empty_check_at);
+        }
+        if let Some(idle) = self.plan.idle_timeout {
+            if self.accepting && self.running.is_empty() {
+                due.push(self.idle_since + idle);
+            }
+        }
+        due.into_iter()
+            .min()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
+    fn on_timer(&mut self, take: bool) -> Step {
+        self.reap()?;
+        let now = Instant::now();
+        if let Some(idle) = self.plan.idle_timeout {
+            if self.accepting && self.running.is_empty() && now >= self.idle_since + idle {
+                return self.stop(Stop::Done);
+            }
+        }
+        if self.plan.exit_when_empty && self.accepting && take && now >= self.empty_check_at {
+            let queue = self
+                .channel
+                .queue_declare_passive(self.queue)
+                .map_err(|e| fatal(format!("cannot look up queue '{}'", self.queue), e))?;
+            // Deliveries to us travel on this channel ahead of the declare-ok, so whatever the
+            // broker had sent us is already received; the cancel below still lets it run.
+            if queue.declared_message_count() == Some(0) {
+                return self.stop(Stop::Done);
+            }
+            self.empty_check_at = Instant::now() + EMPTY_POLL;
+        }
+        Ok(())
+    }
+
+    fn on_signal(&mut self, sig: i32) -> Step {
+        if sig == libc::SIGCHLD {
+            self.reap()
+        } else {
+            self.stop(Stop::Signal(sig))
+        }
+    }
+
+    fn reap(&mut self) -> Step {
+        for (pid, kind) in signals::reap() {
+            self.on_child_exit(pid, kind)?;
+        }
+        Ok(())
+    }
+
+    fn on_consumer_message(&mut self, msg: Result<ConsumerMessage, RecvError>) -> Step {
+        let context = || format!("consuming from queue '{}'", self.queue);
+        match msg {
+            Ok(ConsumerMessage::Delivery(d)) => self.on_delivery(d),
+            Ok(ConsumerMessage::ClientCancelled) => {
+                self.rx_done = true;
+                Ok(())
+            }
+            Ok(ConsumerMessage::ServerCancelled) => Err(Failure::Fatal(Error::Connection {
+                context: context(),
+                reason: "the broker cancelled the consumer (the queue was deleted?)".into(),
+            })),
+            Ok(ConsumerMessage::ServerClosedChannel(e))
+            | Ok(ConsumerMessage::ServerClosedConnection(e)) => Err(fatal(context(), e)),
+            Ok(ConsumerMessage::ClientClosedChannel)
+            | Ok(ConsumerMessage::ClientClosedConnection)
+            | Err(RecvError) => Err(Failure::Fatal(Error::Connection {
+                context: context(),
+                reason: "the connection to the broker was lost".into(),
+            })),
+        }
+    }
+
+    fn on_delivery(&mut self, mut d: Delivery) -> Step {
+        if let Some(n) = self.plan.count {
+            if self.received >= n {
+                // Cannot happen with the prefetch limits set; left unacknowledged, the broker
+                // gets it back when the channel closes.
+                return Ok(());
+            }
+        }
+        self.received += 1;
+        self.idle_since = Instant::now();
+        self.empty_check_at = self.idle_since + EMPTY_POLL;
+        if self.plan.count == Some(self.received) && self.accepting {
+            // Before any further ack frees a prefetch slot, so no message beyond --count is
+            // sent to us.
+            self.stop(Stop::Done)?;
+        }
+        let vars = if self.plan.export_env {
+            env::vars(&d)
+        } else {
+            Vec::new()
+        };
+        let body = std::mem::take(&mut d.body);
+        let delivery = if self.plan.no_ack_wire {
+            None
+        } else if self.plan.ack_on_receipt {
+            self.settle(d, Settle::Ack)?;
+            None
+        } else {
+            Some(d)
+        };
+        self.start(body, vars, delivery)
+    }
+
+    fn start(
+        &mut self,
+        body: Vec<u8>,
+        vars: Vec<(String, String)>,
+        delivery: Option<Delivery>,
+    ) -> Step {
+        let program = &self.plan.command[0];
+        let mut command = Command::new(program);
+        command
+            .args(&self.plan.command[1..])
+            .envs(vars)
+            .stdin(Stdio::piped());
+        match command.spawn() {
+            Ok(mut child) => {
+                let pid = child.id() as i32;
+                if let Some(stdin) = child.stdin.take() {
+                    feed(stdin, body);
+                }
+                // Reaped by pid through waitpid(-1) (see signals::reap), not through `child`.
+                drop(child);
+                self.running.insert(pid, Job { delivery });
+                Ok(())
+            }
+            Err(e) => {
+                let err = Error::io(format!("cannot run '{}'", display(program)), &e);
+                if let Some(d) = delivery {
+                    self.settle_failed(d)?;
+                }
+                self.stop(Stop::Error(err))
+            }
+        }
+    }
+
+    fn on_child_exit(&mut self, pid: i32, kind: ExitKind) -> Step {
+        let Some(job) = self.running.remove(&pid) else {
+            // An orphan we reaped as PID 1.
+            return Ok(());
+        };
+        self.idle_since = Instant::now();
+        if kind.success() {
+            if let Some(d) = job.delivery {
+                self.settle(d, Settle::Ack)?;
+            }
+            return Ok(());
+        }
+        if let Some(d) = job.delivery {
+            self.settle_failed(d)?;
+        }
+        if self.plan.fail_fast {
+            self.stop(Stop::FailFast(kind.shell_status()))?;
+        }
+        Ok(())
+    }
+
+    fn settle_failed(&mut self, d: Delivery) -> Step {
+        match self.plan.on_failure {
+            // Unacknowledged until the channel closes, as the C tool leaves it.
+            OnFailure::Hold => Ok(()),
+            OnFailure::Requeue => self.settle(d, Settle::Nack { requeue: true }),
+            OnFailure::Reject => self.settle(d, Settle::Nack { requeue: false }),
+        }
+    }
+
+    fn settle(&mut self, d: Delivery, how: Settle) -> Step {
+        if let (Some(n), true) = (self.plan.count, self.accepting) {
+            // Settling frees a prefetch slot. The channel-wide limit makes sure the broker can
+            // then send at most as many messages as --count still allows (received < n here,
+            // so the limit is at least 1; 0 would mean "no limit").
+            let limit = n.saturating_sub(self.settled).saturating_sub(1);
+            if let Ok(limit) = u16::try_from(limit) {
+                if limit > 0 && !matches!(self.channel_limit, Some(l) if l <= limit) {
+                    self.channel
+                        .qos(0, limit, true)
+                        .map_err(|e| fatal("cannot set the prefetch count", e))?;
+                    self.channel_limit = Some(limit);
+                }
+            }
+        }
+        let result = match how {
+            Settle::Ack => d.ack(self.channel),
+            Settle::Nack { requeue } => d.nack(self.channel, requeue),
+        };
+        result.map_err(|e| {
+            fatal(
+                match how {
+                    Settle::Ack => "cannot acknowledge the message",
+                    Settle::Nack { requeue: true } => "cannot requeue the message",
+                    Settle::Nack { requeue: false } => "cannot reject the message",
+                },
+                e,
+            )
+        })?;
+        self.settled += 1;
+        Ok(())
+    }
+
+    fn stop(&mut self, why: Stop) -> Step {
+        match why {
+            Stop::Done => {}
+            Stop::Signal(sig) => {
+                for pid in self.running.keys() {
+                    signals::forward(*pid, sig);
+                }
+                self.draining = false;
+                self.exit = Some(Exit::Status(128 + sig));
+            }
+            Stop::FailFast(code) => {
+                self.draining = false;
+                if self.exit.is_none() {
+                    self.exit = Some(Exit::Status(code));
+                }
+            }
+            Stop::Error(e) => {
+                self.draining = false;
+                if self.exit.is_none() {
+                    self.exit = Some(Exit::Error(e));
+                }
+            }
+        }
+        if self.accepting {
+            self.accepting = false;
+            self.consumer
+                .cancel()
+                .map_err(|e| fatal("cannot cancel the consumer", e))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Settle {
+    Ack,
+    Nack { requeue: bool },
+}
+
+/// Writes the body to the command's stdin from a thread of its own, so a command that does not
+/// read cannot block the loop; a command that exits or closes stdin early just ends the write
+/// (EPIPE, since Rust ignores SIGPIPE) and is judged by its exit status.
+fn feed(mut stdin: std::process::ChildStdin, body: Vec<u8>) {
+    let spawned = std::thread::Builder::new()
+        .name("body-writer".into())
+        .spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
+    if let Err(e) = spawned {
+        // No thread to spare: the command gets an empty stdin rather than a hang.
+        eprintln!(
+            "{}: warning: cannot start a thread to write the message body: {e}",
+            amqp_common::cli::program_name()
+        );
+    }
+}
+
+fn display(program: &OsString) -> String {
+    program.to_string_lossy().into_owned()
+}
