@@ -1,0 +1,893 @@
+//! Option parsing, help/usage and the shared connection options, run on our tools and on
+//! Debian's C tools side by side (behaviour spec §12 checks 1–30 and §11 cases 12–32).
+//!
+//! Exit codes and stdout must be identical; stderr is ours, so for our side it is checked to be
+//! one line that names the problem (and never shows a password), while the C side's stderr is
+//! only read to confirm the scenario did what the spec says. Where the project deliberately
+//! differs (AMQP_URL, --ssl, --version, -h, client timeouts), each side's own result is asserted.
+//!
+//! Success against the broker is observed as amqp-get's exit status 2 on an existing empty
+//! queue in vhost "/": it proves the connection, the login and the vhost all worked.
+
+use amqp_tools_tests::{
+    closing_peer, http_peer, ours, refused_port, require_reference, silent_peer, unique, Broker,
+    Cmd, Output, Proxy,
+};
+use std::path::Path;
+use std::time::Duration;
+
+const TOOLS: [&str; 5] = [
+    "amqp-publish",
+    "amqp-consume",
+    "amqp-get",
+    "amqp-declare-queue",
+    "amqp-delete-queue",
+];
+
+/// A password no message may ever show.
+const SECRET: &str = "Zq7-s3cret-pw";
+
+/// Runs `bin` with a clean environment for the variables that change the tools' behaviour.
+fn cmd(bin: &Path, args: &[&str]) -> Cmd {
+    Cmd::new(bin)
+        .args(args)
+        .env_remove("AMQP_URL")
+        .env_remove("POSIXLY_CORRECT")
+        .timeout(Duration::from_secs(30))
+}
+
+fn run(bin: &Path, args: &[&str]) -> Output {
+    cmd(bin, args).run()
+}
+
+/// Ours and, when installed, the C tool, on the same arguments.
+struct Pair {
+    ours: Output,
+    reference: Option<Output>,
+}
+
+fn pair(tool: &str, args: &[&str]) -> Pair {
+    pair_with(tool, args, |c| c)
+}
+
+fn pair_with(tool: &str, args: &[&str], tweak: impl Fn(Cmd) -> Cmd) -> Pair {
+    let ours = tweak(cmd(&ours(tool), args)).run();
+    let reference = require_reference(tool).map(|bin| tweak(cmd(&bin, args)).run());
+    Pair { ours, reference }
+}
+
+/// Like `pair`, with options only ours has (e.g. --connect-timeout) added to our side.
+fn pair_ours_extra(tool: &str, args: &[&str], ours_extra: &[&str]) -> Pair {
+    let mut all = args.to_vec();
+    all.extend_from_slice(ours_extra);
+    let ours = run(&ours(tool), &all);
+    let reference = require_reference(tool).map(|bin| run(&bin, args));
+    Pair { ours, reference }
+}
+
+impl Pair {
+    /// Both sides exit with `rc` and print the same stdout.
+    fn same(&self, rc: i32) -> &Self {
+        self.ours.expect_status(rc);
+        if let Some(r) = &self.reference {
+            r.expect_status(rc);
+            assert!(
+                self.ours.stdout == r.stdout,
+                "stdout differs for `{}`\nours: {:?}\nreference: {:?}",
+                self.ours.cmdline,
+                self.ours.stdout_str(),
+                r.stdout_str()
+            );
+        }
+        self
+    }
+
+    /// Both sides exit with `rc`; stdout is not compared (help text is ours).
+    fn status(&self, rc: i32) -> &Self {
+        self.ours.expect_status(rc);
+        if let Some(r) = &self.reference {
+            r.expect_status(rc);
+        }
+        self
+    }
+
+    /// Same exit status and stdout, and ours reports one line naming each of `words`.
+    fn fails(&self, words: &[&str]) -> &Self {
+        self.same(1);
+        assert!(
+            self.ours.stdout.is_empty(),
+            "stdout: {:?}",
+            self.ours.stdout_str()
+        );
+        one_line(&self.ours, words);
+        self
+    }
+
+    /// The C side's stderr mentions `text` (to confirm the scenario, not to compare wording).
+    fn reference_says(&self, text: &str) -> &Self {
+        if let Some(r) = &self.reference {
+            assert!(
+                r.stderr.contains(text),
+                "reference stderr for `{}` lacks {text:?}:\n{}",
+                r.cmdline,
+                r.stderr
+            );
+        }
+        self
+    }
+}
+
+/// Our stderr is exactly one line, prefixed by the program name, naming each of `words`
+/// (case-insensitively), and free of the test password.
+fn one_line(out: &Output, words: &[&str]) {
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "`{}` should print exactly one stderr line, got:\n{}",
+        out.cmdline,
+        out.stderr
+    );
+    assert!(out.stderr.ends_with('\n'), "{:?}", out.stderr);
+    let tool = Path::new(out.cmdline.split(' ').next().unwrap_or(""))
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    assert!(
+        lines[0].starts_with(&format!("{tool}: ")),
+        "the line should start with '{tool}: ': {}",
+        lines[0]
+    );
+    let lower = lines[0].to_lowercase();
+    for w in words {
+        assert!(
+            lower.contains(&w.to_lowercase()),
+            "`{}`: stderr should mention {w:?}: {}",
+            out.cmdline,
+            lines[0]
+        );
+    }
+    no_secret(out);
+}
+
+fn no_secret(out: &Output) {
+    assert!(
+        !out.stderr.contains(SECRET) && !out.stdout_str().contains(SECRET),
+        "`{}` printed the password:\n{}",
+        out.cmdline,
+        out.stderr
+    );
+}
+
+/// An existing empty queue, deleted when the returned broker handle drops.
+fn empty_queue(prefix: &str) -> (Broker, String) {
+    let broker = Broker::connect();
+    let q = broker.temp_queue(prefix);
+    (broker, q)
+}
+
+// ---------------------------------------------------------------- help, usage, parsing
+
+/// The long options each tool must list in its help (its own, then the shared ones).
+fn flags_of(tool: &str) -> Vec<&'static str> {
+    let own: &[&str] = match tool {
+        "amqp-publish" => &[
+            "--exchange",
+            "--routing-key",
+            "--persistent",
+            "--content-type",
+            "--content-encoding",
+            "--reply-to",
+            "--header",
+            "--body",
+            "--line-buffered",
+        ],
+        "amqp-consume" => &[
+            "--queue",
+            "--exchange",
+            "--routing-key",
+            "--declare",
+            "--exclusive",
+            "--no-ack",
+            "--count",
+            "--prefetch-count",
+        ],
+        "amqp-get" => &["--queue"],
+        "amqp-declare-queue" => &["--queue", "--durable"],
+        "amqp-delete-queue" => &["--queue", "--if-unused", "--if-empty"],
+        _ => unreachable!(),
+    };
+    let shared = [
+        "--url",
+        "--server",
+        "--port",
+        "--vhost",
+        "--username",
+        "--password",
+        "--heartbeat",
+        "--authfile",
+        "--ssl",
+        "--cacert",
+        "--key",
+        "--cert",
+        "--help",
+        "--usage",
+    ];
+    own.iter().copied().chain(shared).collect()
+}
+
+#[test]
+fn help_and_usage_go_to_stdout_with_status_0() {
+    // §12.1 and §11.67: --help, -? and --usage on every tool, no connection needed.
+    for tool in TOOLS {
+        for flag in ["--help", "-?", "--usage"] {
+            let p = pair(tool, &[flag, "--port", "1"]);
+            p.ours.expect_status(0);
+            assert!(p.ours.stderr.is_empty(), "{tool} {flag}: {}", p.ours.stderr);
+            assert!(!p.ours.stdout.is_empty(), "{tool} {flag}: empty stdout");
+            if let Some(r) = &p.reference {
+                r.expect_status(0);
+                assert!(r.stderr.is_empty() && !r.stdout.is_empty());
+            }
+        }
+        let help = run(&ours(tool), &["--help"]).stdout_str();
+        for flag in flags_of(tool) {
+            assert!(
+                help.contains(flag),
+                "{tool} --help does not list {flag}:\n{help}"
+            );
+        }
+        // -? is --help, on both sides.
+        let mut bins = vec![ours(tool)];
+        bins.extend(require_reference(tool));
+        for bin in bins {
+            let short = run(&bin, &["-?"]).stdout_str();
+            let long = run(&bin, &["--help"]).stdout_str();
+            assert!(
+                short == long,
+                "{}: -? differs from --help:\n{short}\n----\n{long}",
+                bin.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn usage_names_the_program_as_invoked() {
+    // §12.2: a symlink named foo says "Usage: foo [".
+    let dir = amqp_tools_tests::tempfile::tempdir().unwrap();
+    let mut bins = vec![ours("amqp-get")];
+    bins.extend(require_reference("amqp-get"));
+    for bin in bins {
+        let link = dir.path().join("foo");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&bin, &link).unwrap();
+        let out = run(&link, &["--usage"]);
+        out.expect_status(0);
+        assert!(
+            out.stdout_str().starts_with("Usage: foo ["),
+            "{}: {:?}",
+            bin.display(),
+            out.stdout_str()
+        );
+    }
+}
+
+#[test]
+fn unknown_and_malformed_options() {
+    // §12.3, 4, 8, 9, 14 and §11.14, 18, 20.
+    pair("amqp-get", &["--bogus"])
+        .fails(&["--bogus"])
+        .reference_says("--bogus: unknown option");
+    pair("amqp-get", &["-q"])
+        .fails(&["-q"])
+        .reference_says("-q: missing argument");
+    pair("amqp-get", &["-q", "x", "--port", "99999999999"])
+        .fails(&["99999999999"])
+        .reference_says("number too large or too small");
+    pair("amqp-publish", &["-r", "x", "--persistent=1", "-b", "a"])
+        .fails(&["--persistent"])
+        .reference_says("option does not take an argument");
+    pair("amqp-get", &["--que", "x"])
+        .fails(&["--que"])
+        .reference_says("--que: unknown option");
+    pair("amqp-get", &["--help=x"]).fails(&["--help"]);
+    pair("amqp-consume", &["-AZ", "cat"]).fails(&["Z"]);
+    pair("amqp-consume", &["-c5x", "cat"]).fails(&["5x"]);
+    pair("amqp-consume", &["-c", "1.5", "cat"]).fails(&["1.5"]);
+    // Single-dash long names are clusters: -queue X is -q ueue plus the operand X.
+    pair("amqp-get", &["-queue", "X"])
+        .fails(&["X"])
+        .reference_says("unexpected operand: X");
+}
+
+#[test]
+fn help_and_usage_act_where_they_stand() {
+    // §12.5 and §11.16.
+    let help = run(&ours("amqp-get"), &["--help"]).stdout;
+    let p = pair("amqp-get", &["--help", "--bogus"]);
+    p.status(0);
+    assert!(p.ours.stdout == help, "{}", p.ours.stdout_str());
+    pair("amqp-get", &["--bogus", "--help"]).fails(&["--bogus"]);
+    let p = pair("amqp-get", &["--help", "--usage"]);
+    p.status(0);
+    assert!(p.ours.stdout == help, "--help --usage prints the help only");
+    if let (Some(r), Some(c)) = (&p.reference, require_reference("amqp-get")) {
+        assert!(r.stdout == run(&c, &["--help"]).stdout);
+    }
+    let usage = run(&ours("amqp-get"), &["--usage"]).stdout;
+    let p = pair("amqp-get", &["--usage", "--bogus"]);
+    p.status(0);
+    assert!(p.ours.stdout == usage, "{}", p.ours.stdout_str());
+    pair("amqp-get", &["--bogus", "--usage"]).fails(&["--bogus"]);
+    let p = pair("amqp-get", &["-?q", "x"]);
+    p.status(0);
+    assert!(p.ours.stdout == help, "{}", p.ours.stdout_str());
+    // Help needs no -q and no broker.
+    pair("amqp-get", &["--port", "1", "--help"]).status(0);
+}
+
+#[test]
+fn bad_numbers() {
+    // §12.6, 7 and §11.17.
+    pair("amqp-get", &["--port", "abc", "-q", "x"])
+        .fails(&["abc"])
+        .reference_says("abc: invalid numeric value");
+    pair("amqp-get", &["--port=abc", "-q", "x"])
+        .fails(&["abc"])
+        .reference_says("--port=abc: invalid numeric value");
+    for (value, target) in [
+        ("0x10", "localhost:16"),
+        ("010", "localhost:8"),
+        ("+7", "localhost:7"),
+        ("", "localhost:0"),
+    ] {
+        let arg = format!("--port={value}");
+        pair("amqp-get", &["-q", "x", &arg])
+            .fails(&[target])
+            .reference_says(&format!("opening socket to {target}"));
+    }
+    // Out of the port range: the C tool tries it and fails; ours refuses it. Both exit 1.
+    pair("amqp-get", &["-q", "x", "--port", "70000"]).fails(&["70000"]);
+}
+
+#[test]
+fn negative_port_means_not_given() {
+    // §11.17: --port -5 connects to the default port.
+    let (_b, q) = empty_queue("cp-negport");
+    pair("amqp-get", &["-q", &q, "--port", "-5"]).same(2);
+}
+
+#[test]
+fn operands_are_refused_before_connecting() {
+    // §12.10 and 15: no connection is attempted (the proxy counts connections).
+    let proxy = Proxy::to_broker();
+    let port = proxy.port().to_string();
+    pair("amqp-get", &["-q", "x", "extra", "--port", &port])
+        .fails(&["extra"])
+        .reference_says("unexpected operand: extra");
+    pair("amqp-get", &["-q", "x", "foo", "bar", "--port", &port]).fails(&["foo"]);
+    pair("amqp-get", &["--port", &port, "--", "-q", "x"])
+        .fails(&["-q"])
+        .reference_says("unexpected operand: -q");
+    pair("amqp-get", &["-q", "x", "extra", "--port", "1"]).fails(&["extra"]);
+    assert_eq!(
+        proxy.connections(),
+        0,
+        "a tool connected despite a bad command line"
+    );
+}
+
+#[test]
+fn queue_value_forms_are_equivalent() {
+    // §12.11, 13 and §11.13, 15: all forms name the same queue, the last -q wins, a trailing
+    // -- is ignored.
+    let (_b, q) = empty_queue("cp-forms");
+    let eq = format!("-q={q}");
+    let glued = format!("-q{q}");
+    let long_eq = format!("--queue={q}");
+    for args in [
+        vec![eq.as_str()],
+        vec![glued.as_str()],
+        vec![long_eq.as_str()],
+        vec!["--queue", q.as_str()],
+        vec!["-q", "a", "-q", q.as_str()],
+        vec!["-q", q.as_str(), "--"],
+    ] {
+        pair("amqp-get", &args).same(2);
+    }
+}
+
+#[test]
+fn a_value_may_start_with_a_dash() {
+    // §12.12: -q takes the next word even if it looks like an option.
+    pair("amqp-get", &["-q", "--nosuch"])
+        .fails(&["404", "'--nosuch'"])
+        .reference_says("no queue '--nosuch'");
+    // §11.19: -url is -u rl.
+    pair("amqp-get", &["-q", "x", "-url"])
+        .fails(&["'rl'"])
+        .reference_says("Parsing URL 'rl'");
+}
+
+#[test]
+fn missing_required_options_win_over_connection_failures() {
+    // §11.32 (and §12.34, 39, 40, 53, 55): checked before connecting, even with --port 1.
+    pair("amqp-get", &["--port", "1"])
+        .fails(&["queue"])
+        .reference_says("queue not specified");
+    pair("amqp-declare-queue", &["--port", "1"])
+        .fails(&["queue"])
+        .reference_says("queue name not specified");
+    pair("amqp-delete-queue", &["--port", "1"]).fails(&["queue"]);
+    pair("amqp-delete-queue", &["--port", "1", "-q", ""])
+        .fails(&["queue"])
+        .reference_says("queue name not specified");
+    pair("amqp-publish", &["--port", "1", "-b", "x"])
+        .fails(&["exchange", "routing key"])
+        .reference_says("neither exchange nor routing key specified");
+    pair("amqp-consume", &["--port", "1", "-q", "x"])
+        .fails(&["command"])
+        .reference_says("consuming command not specified");
+    // The C tool checks -r without -e only after connecting; both sides fail with status 1.
+    pair("amqp-consume", &["-r", "k", "--port", "1", "cat"]).same(1);
+}
+
+// ---------------------------------------------------------------- connection options
+
+#[test]
+fn url_conflicts_with_other_connection_options() {
+    // §12.16 and §11.24.
+    let dir = amqp_tools_tests::tempfile::tempdir().unwrap();
+    let authfile = dir.path().join("auth");
+    std::fs::write(&authfile, "username:guest\npassword:guest\n").unwrap();
+    let authfile = authfile.to_string_lossy().into_owned();
+    for (opt, value) in [
+        ("--port", "5672"),
+        ("--vhost", "/"),
+        ("--username", "guest"),
+        ("--password", SECRET),
+        ("-s", "localhost"),
+        ("--authfile", authfile.as_str()),
+    ] {
+        let named = if opt == "-s" { "--server" } else { opt };
+        pair(
+            "amqp-get",
+            &["-q", "x", "-u", "amqp://localhost", opt, value],
+        )
+        .fails(&[named, "--url"])
+        .reference_says(&format!(
+            "{named} and --url options cannot be used at the same time"
+        ));
+    }
+}
+
+#[test]
+fn server_with_a_port() {
+    // §12.17, 18 and §11.22: deprecated HOST:PORT. The deprecation warning is a line of its
+    // own on both sides, so ours prints two lines when the form is also wrong.
+    let (_b, q) = empty_queue("cp-server");
+    let p = pair("amqp-get", &["-q", &q, "-s", "127.0.0.1:5672"]);
+    p.same(2);
+    one_line(&p.ours, &["deprecated"]);
+    p.reference_says("Specifying the port number with --server is deprecated");
+    let p = pair("amqp-get", &["-q", &q, "-s", "127.0.0.1:+5672"]);
+    p.same(2);
+    for (server, extra) in [
+        ("127.0.0.1:5672", Some(["--port", "5672"])),
+        ("localhost:abc", None),
+        ("h:", None),
+        ("h:70000", None),
+        ("h:-1", None),
+        ("::1", None),
+        ("[::1]", None),
+        ("127.0.0.1:1", None),
+    ] {
+        let mut args = vec!["-q", q.as_str(), "-s", server];
+        if let Some(e) = &extra {
+            args.extend_from_slice(e);
+        }
+        let p = pair("amqp-get", &args);
+        p.same(1);
+        let lines: Vec<&str> = p.ours.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "warning + error expected:\n{}",
+            p.ours.stderr
+        );
+        assert!(lines[0].contains("deprecated"), "{}", lines[0]);
+        let wanted = if extra.is_some() {
+            "--port"
+        } else if server == "127.0.0.1:1" {
+            "127.0.0.1:1"
+        } else {
+            server
+        };
+        assert!(lines[1].contains(wanted), "{}", lines[1]);
+    }
+}
+
+#[test]
+fn unusable_servers_and_ports() {
+    // §12.20 and §11.23, plus an unknown host and a port nobody listens on.
+    pair("amqp-get", &["-q", "x", "--port", "1"])
+        .fails(&["localhost:1"])
+        .reference_says("opening socket to localhost:1");
+    let port = refused_port().to_string();
+    pair("amqp-get", &["-q", "x", "-s", "127.0.0.1", "--port", &port]).fails(&[&port]);
+    pair("amqp-get", &["-q", "x", "-s", "nonexistent.invalid"])
+        .fails(&["nonexistent.invalid"])
+        .reference_says("opening socket to nonexistent.invalid:5672");
+    pair("amqp-get", &["-q", "x", "-s", ""]).fails(&[":5672"]);
+    pair("amqp-get", &["-q", "x", "-s", " 127.0.0.1"]).fails(&["127.0.0.1"]);
+}
+
+#[test]
+fn negative_heartbeat() {
+    // §12.19 and §11.21.
+    for v in ["-1", "-5"] {
+        pair("amqp-get", &["-q", "x", "--heartbeat", v])
+            .fails(&["--heartbeat"])
+            .reference_says("--heartbeat must be a positive value");
+    }
+}
+
+#[test]
+fn refused_logins_and_vhosts() {
+    // §12.21, 22 and §11.25, 26. The password is never shown.
+    let wrong_url = format!("amqp://guest:{SECRET}@127.0.0.1");
+    for args in [
+        vec!["--password", SECRET],
+        vec!["--username", "nobody"],
+        vec!["-u", wrong_url.as_str()],
+    ] {
+        let mut all = vec!["-q", "x"];
+        all.extend(args);
+        for tool in ["amqp-get", "amqp-declare-queue", "amqp-delete-queue"] {
+            pair(tool, &all)
+                .fails(&["refused"])
+                .reference_says("ACCESS_REFUSED");
+        }
+    }
+    pair("amqp-get", &["-q", "x", "--vhost", "nosuch"])
+        .fails(&["530", "vhost nosuch not found"])
+        .reference_says("NOT_ALLOWED - vhost nosuch not found");
+    pair("amqp-get", &["-q", "x", "-u", "amqp://127.0.0.1/nosuch"])
+        .fails(&["530", "vhost nosuch not found"]);
+}
+
+#[test]
+fn url_table() {
+    // §11.27 and §12.23–27: every URL of the table, on both sides. Success is status 2 on an
+    // empty queue of vhost "/".
+    let (_b, q) = empty_queue("cp-url");
+    let works = [
+        "amqp://127.0.0.1",
+        "amqp://127.0.0.1/%2f",
+        "amqp://127.0.0.1/%2F",
+        "amqp://",
+        "amqp://:5672",
+        "amqp://guest:guest@",
+        "amqp://guest@127.0.0.1",
+        "amqp://gu%65st:gu%65st@127.0.0.1",
+        "amqp://127.0.0.1:+5672",
+        "amqp://127.0.0.1:05672",
+        "amqp://localhost",
+    ];
+    for url in works {
+        pair("amqp-get", &["-q", &q, "-u", url]).same(2);
+    }
+    // Vhost "" and "spec x" do not exist on the test broker: refused at login.
+    for (url, vhost) in [
+        ("amqp://127.0.0.1/", "vhost  not found"),
+        ("amqp://127.0.0.1/spec%20x", "vhost spec x not found"),
+        ("amqp://127.0.0.1/spec x", "vhost spec x not found"),
+    ] {
+        pair("amqp-get", &["-q", &q, "-u", url])
+            .fails(&["530", vhost])
+            .reference_says(vhost);
+    }
+    let secret_url = format!("amqp://guest:{SECRET}@127.0.0.1/a/b");
+    let unparsable = [
+        "amqp://127.0.0.1/a/b",
+        "amqp://127.0.0.1?heartbeat=10",
+        "amqp://127.0.0.1/?x=1",
+        "amqp://127.0.0.1/%2f?x=1",
+        "AMQP://127.0.0.1",
+        "amqp:/127.0.0.1",
+        "127.0.0.1",
+        "amqp://127.0.0.1:",
+        "amqp://127.0.0.1/%zz",
+        "amqp://127.0.0.1/%c3%a9",
+        "amqp://127.0.0.1#frag",
+        "amqp://user:pa:ss@127.0.0.1",
+        "amqp://127.0.0.1:0x10",
+        "amqp://127.0.0.1:99999",
+        "amqp://localhost?heartbeat=5",
+        "amqp://h:",
+        "amqp://h/a/b",
+        "",
+        secret_url.as_str(),
+    ];
+    for url in unparsable {
+        pair("amqp-get", &["-q", &q, "-u", url])
+            .fails(&["url"])
+            .reference_says("could not parse AMQP URL");
+    }
+    for url in [
+        "amqp://@127.0.0.1",
+        "amqp://:@127.0.0.1",
+        "amqp://guest:@127.0.0.1",
+    ] {
+        pair("amqp-get", &["-q", &q, "-u", url])
+            .fails(&["refused"])
+            .reference_says("403");
+    }
+    pair("amqp-get", &["-q", &q, "-u", "amqp://127.0.0.1:1"])
+        .fails(&["127.0.0.1:1"])
+        .reference_says("opening socket to 127.0.0.1:1");
+    pair("amqp-get", &["-q", &q, "-u", "amqp://[::1]:1"])
+        .fails(&["::1"])
+        .reference_says("opening socket to ::1:1");
+    // IPv6 works when the broker listens there; either way both sides agree.
+    let p = pair("amqp-get", &["-q", &q, "-u", "amqp://[::1]"]);
+    if let Some(r) = &p.reference {
+        assert_eq!(
+            p.ours.status(),
+            r.status(),
+            "{}\n{}",
+            p.ours.stderr,
+            r.stderr
+        );
+    }
+    // amqps:// means port 5671, where the test broker has no listener (C would fail its TLS
+    // handshake anyway: it has no CA file).
+    pair("amqp-get", &["-q", &q, "-u", "amqps://127.0.0.1"])
+        .fails(&["127.0.0.1:5671"])
+        .reference_says("opening socket to 127.0.0.1:5671");
+}
+
+#[test]
+fn amqp_url_environment_variable() {
+    // §12.28 and §11.28: intended difference. The C tool (0.11.0) ignores AMQP_URL; ours reads
+    // it (newer upstream) when no connection option is given.
+    let (_b, q) = empty_queue("cp-env");
+    let p = pair_with("amqp-get", &["-q", &q], |c| {
+        c.env("AMQP_URL", "amqp://127.0.0.1:1")
+    });
+    p.ours.expect_status(1);
+    one_line(&p.ours, &["127.0.0.1:1"]);
+    if let Some(r) = &p.reference {
+        r.expect_status(2);
+    }
+    // A good AMQP_URL is used by ours (and ignored by C, which gets there anyway).
+    pair_with("amqp-get", &["-q", &q], |c| {
+        c.env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+    })
+    .same(2);
+    // Any connection option turns the variable off.
+    pair_with("amqp-get", &["-q", &q, "-s", "127.0.0.1"], |c| {
+        c.env("AMQP_URL", "amqp://127.0.0.1:1")
+    })
+    .same(2);
+    // A bad AMQP_URL is reported as such by ours; the password in it is not shown.
+    let bad = format!("amqp://guest:{SECRET}@127.0.0.1?x=1");
+    let p = pair_with("amqp-get", &["-q", &q], |c| c.env("AMQP_URL", &bad));
+    p.ours.expect_status(1);
+    one_line(&p.ours, &["AMQP_URL"]);
+    if let Some(r) = &p.reference {
+        r.expect_status(2);
+    }
+}
+
+#[test]
+fn authfile_cases() {
+    // §12.29 and §11.29. Status 2 means the credentials were read and accepted.
+    let (_b, q) = empty_queue("cp-auth");
+    let dir = amqp_tools_tests::tempfile::tempdir().unwrap();
+    let file = |name: &str, content: &str| -> String {
+        let p = dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let ok = file("ok", "username:guest\npassword:guest\n");
+    pair("amqp-get", &["-q", &q, "--authfile", &ok]).same(2);
+    pair(
+        "amqp-get",
+        &[
+            "-q",
+            &q,
+            "--authfile",
+            &ok,
+            "-s",
+            "127.0.0.1",
+            "--port",
+            "5672",
+            "--vhost",
+            "/",
+        ],
+    )
+    .same(2);
+
+    // Files the tools refuse before connecting: ours names --authfile.
+    let long_user = format!("username:{}\npassword:guest\n", "u".repeat(118));
+    let dir_path = dir.path().to_string_lossy().into_owned();
+    let missing = dir.path().join("nonexist").to_string_lossy().into_owned();
+    for (path, c_says) in [
+        (
+            file("nonl", "username:guest\npassword:guest"),
+            "Password too long",
+        ),
+        (
+            file("extra", "username:guest\npassword:guest\n\n"),
+            "Malformed auth file (trailing data)",
+        ),
+        (
+            file("swapped", "password:guest\nusername:guest\n"),
+            "Malformed auth file (missing username)",
+        ),
+        (
+            file("onlyuser", "username:guest\n"),
+            "Malformed auth file (missing password)",
+        ),
+        (file("long", &long_user), "Username too long"),
+        (file("empty", ""), "Malformed auth file (missing username)"),
+        (dir_path, "Malformed auth file (missing username)"),
+        (missing.clone(), "Could not read auth data file"),
+    ] {
+        pair("amqp-get", &["-q", &q, "--authfile", &path])
+            .fails(&["--authfile"])
+            .reference_says(c_says);
+    }
+    // Files read verbatim whose credentials the broker refuses.
+    let user_117 = format!("username:{}\npassword:{SECRET}\n", "u".repeat(117));
+    for content in [
+        "username: guest\npassword:guest\n",
+        "username:guest\r\npassword:guest\r\n",
+        user_117.as_str(),
+        &format!("username:guest\npassword:{SECRET}\n"),
+    ] {
+        let path = file("refused", content);
+        pair("amqp-get", &["-q", &q, "--authfile", &path])
+            .fails(&["refused"])
+            .reference_says("ACCESS_REFUSED");
+    }
+    pair(
+        "amqp-get",
+        &["-q", &q, "--authfile", &ok, "--username", "u"],
+    )
+    .fails(&["--username", "--authfile"])
+    .reference_says("--username and --authfile options cannot be used at the same time");
+    pair(
+        "amqp-get",
+        &["-q", &q, "--authfile", &ok, "--password", SECRET],
+    )
+    .fails(&["--password", "--authfile"])
+    .reference_says("--password and --authfile options cannot be used at the same time");
+}
+
+#[test]
+fn ssl_flag() {
+    // §12.30 and §11.30: intended difference. In C 0.11.0 --ssl is an error with -s and is
+    // ignored otherwise; ours means TLS (newer upstream), on port 5671 by default, where the
+    // test broker has no listener, so ours fails there (or, in a build without TLS, says so).
+    let (_b, q) = empty_queue("cp-ssl");
+    pair("amqp-get", &["-q", "x", "--ssl", "-s", "localhost"])
+        .fails(&["localhost:5671"])
+        .reference_says(
+            "the --ssl option specifies an SSL connection but the --url option does not",
+        );
+    let p = pair("amqp-get", &["-q", &q, "--ssl"]);
+    p.ours.expect_status(1);
+    one_line(&p.ours, &["localhost:5671"]);
+    if let Some(r) = &p.reference {
+        r.expect_status(2);
+    }
+    // --ssl with an amqp:// URL: C ignores --ssl; ours refuses the contradiction.
+    let p = pair("amqp-get", &["-q", &q, "--ssl", "-u", "amqp://127.0.0.1"]);
+    p.ours.expect_status(1);
+    one_line(&p.ours, &["--ssl", "amqp"]);
+    if let Some(r) = &p.reference {
+        r.expect_status(2);
+    }
+}
+
+#[test]
+fn version_and_dash_h_exist_in_ours_only() {
+    // Intended differences: the C tools have neither --version nor -h.
+    for tool in TOOLS {
+        let p = pair(tool, &["--version"]);
+        p.ours.expect_status(0);
+        assert!(
+            p.ours.stdout_str().contains(env!("CARGO_PKG_VERSION")),
+            "{tool} --version: {:?}",
+            p.ours.stdout_str()
+        );
+        let p2 = pair(tool, &["-h"]);
+        p2.ours.expect_status(0);
+        assert!(
+            p2.ours.stdout == run(&ours(tool), &["--help"]).stdout,
+            "{tool}: -h differs from --help"
+        );
+        for r in [&p.reference, &p2.reference].into_iter().flatten() {
+            r.expect_status(1);
+            assert!(r.stderr.contains("unknown option"), "{}", r.stderr);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- peers that are not AMQP
+
+#[test]
+fn http_peer_is_not_amqp() {
+    // §11.31: C says "invalid AMQP data"; ours says the peer does not speak AMQP.
+    let (port, _guard) = http_peer();
+    let port = port.to_string();
+    pair_ours_extra(
+        "amqp-get",
+        &["-q", "x", "-s", "127.0.0.1", "--port", &port],
+        &["--connect-timeout", "5"],
+    )
+    .fails(&["127.0.0.1:"])
+    .reference_says("invalid AMQP data");
+}
+
+#[test]
+fn closing_peer_is_reported() {
+    // §11.31: a peer that closes at once.
+    let (port, _guard) = closing_peer();
+    let port = port.to_string();
+    pair_ours_extra(
+        "amqp-get",
+        &["-q", "x", "-s", "127.0.0.1", "--port", &port],
+        &["--connect-timeout", "5"],
+    )
+    .fails(&["127.0.0.1:"]);
+}
+
+#[test]
+fn silent_peer_does_not_hang_ours() {
+    // §11.31 and "Fixed by default": C blocks forever on a peer that never answers; ours gives
+    // up after --connect-timeout.
+    let (port, _guard) = silent_peer();
+    let port = port.to_string();
+    let args = [
+        "-q",
+        "x",
+        "-s",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--connect-timeout",
+        "1",
+    ];
+    let ours_out = run(&ours("amqp-get"), &args);
+    ours_out.expect_status(1);
+    one_line(&ours_out, &["127.0.0.1:", "--connect-timeout"]);
+    assert!(
+        ours_out.elapsed < Duration::from_secs(5),
+        "took {:?} with --connect-timeout 1",
+        ours_out.elapsed
+    );
+    // Without the option, the default deadline applies (not checked here: 30 s).
+    if let Some(c) = require_reference("amqp-get") {
+        // The C tool has no --connect-timeout option; run it without.
+        let mut running = cmd(&c, &["-q", "x", "-s", "127.0.0.1", "--port", &port]).spawn();
+        assert!(
+            running.wait_timeout(Duration::from_secs(3)).is_none(),
+            "the C tool was expected to hang on a silent peer"
+        );
+        running.kill();
+    }
+}
+
+#[test]
+fn connect_timeout_is_validated() {
+    // Ours only: --connect-timeout takes a positive number of seconds.
+    for v in ["0", "-1", "abc", ""] {
+        let out = run(&ours("amqp-get"), &["-q", "x", "--connect-timeout", v]);
+        out.expect_status(1);
+        one_line(&out, &["--connect-timeout"]);
+    }
+}
