@@ -2,9 +2,10 @@
 
 use crate::error::{describe_amiquip, Error, Result};
 use crate::options::Endpoint;
+use crate::tls::TlsClient;
 use amiquip::{Auth, Channel, Connection, ConnectionOptions, ConnectionTuning};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The frame size the C tools ask for.
@@ -63,15 +64,14 @@ impl Endpoint {
             target: self.target(),
             reason,
         };
-        if self.tls.is_some() {
-            return Err(fail(
-                "TLS (amqps:// or --ssl) is not supported by this build yet".into(),
-            ));
-        }
+        // The PEM files are read first: a bad --cacert is reported without touching the network.
+        let tls = self.tls.as_ref().map(TlsClient::new).transpose()?;
         let addrs = resolve(&self.host, self.port, deadline).map_err(&fail)?;
         let stream = connect_any(&addrs, deadline).map_err(&fail)?;
         // Small frames (acks, one-line messages) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok();
+        let watchdog = Watchdog::arm(&stream, deadline);
         let stream = mio::net::TcpStream::from_stream(stream)
             .map_err(|e| fail(crate::error::io_reason(&e)))?;
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -85,9 +85,29 @@ impl Endpoint {
             .frame_max(FRAME_MAX)
             .channel_max(0)
             .connection_timeout(Some(remaining.max(Duration::from_millis(1))));
-        let mut connection =
-            Connection::insecure_open_stream(stream, options, ConnectionTuning::default())
-                .map_err(|e| self.handshake_error(e))?;
+        let opened = match &tls {
+            // The TLS server name (SNI and verification) is the host as given: a name or an
+            // IP address, which OpenSSL then checks against the IP SANs.
+            Some(tls) => Connection::open_tls_stream(
+                tls.connector(),
+                &self.host,
+                stream,
+                options,
+                ConnectionTuning::default(),
+            ),
+            None => Connection::insecure_open_stream(stream, options, ConnectionTuning::default()),
+        };
+        let timed_out = watchdog.is_some_and(Watchdog::disarm);
+        let mut connection = match opened {
+            Ok(_) | Err(_) if timed_out => return Err(fail(self.timeout_reason())),
+            Ok(connection) => connection,
+            Err(e) => {
+                return Err(match (&tls, tls_failure(&e)) {
+                    (Some(tls), Some(text)) => fail(tls.explain(&text, &self.host, peer, deadline)),
+                    _ => self.handshake_error(e),
+                })
+            }
+        };
         let channel = connection
             .open_channel(Some(1))
             .map_err(|e| Error::amqp("cannot open a channel", e))?;
@@ -95,6 +115,17 @@ impl Endpoint {
             channel,
             connection,
         })
+    }
+
+    fn timeout_reason(&self) -> String {
+        let limit = seconds(self.connect_timeout);
+        if self.tls.is_some() {
+            format!(
+                "the TLS and AMQP handshakes did not complete within {limit} (see --connect-timeout)"
+            )
+        } else {
+            format!("no AMQP handshake within {limit} (see --connect-timeout)")
+        }
     }
 
     fn handshake_error(&self, e: amiquip::Error) -> Error {
@@ -119,10 +150,7 @@ impl Endpoint {
             },
             A::ConnectionTimeout => Error::Connect {
                 target: self.target(),
-                reason: format!(
-                    "no AMQP handshake within {} (see --connect-timeout)",
-                    seconds(self.connect_timeout)
-                ),
+                reason: self.timeout_reason(),
             },
             other => Error::Connect {
                 target: self.target(),
@@ -182,4 +210,62 @@ fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> std::result::Result<T
         }
     }
     Err(last)
+}
+
+/// The OpenSSL text of a failure that happened in TLS: the handshake itself, or the first read
+/// after it (TLS 1.3 servers reject a missing client certificate only then).
+fn tls_failure(e: &amiquip::Error) -> Option<String> {
+    use amiquip::Error as A;
+    match e {
+        A::TlsHandshake { source } => Some(source.to_string()),
+        A::IoErrorReadingSocket { source } | A::IoErrorWritingSocket { source } => {
+            let text = source.to_string();
+            (text.contains("SSL") || text.contains("ssl")).then_some(text)
+        }
+        _ => None,
+    }
+}
+
+/// Holds amiquip's handshakes to the connect deadline. amiquip's own timeout restarts whenever
+/// a byte arrives and applies to the TLS and AMQP handshakes separately, so a slow or trickling
+/// peer could hold the tool far longer; at the deadline this shuts the socket down, which makes
+/// the blocked handshake fail at once.
+struct Watchdog {
+    state: Arc<Mutex<WatchState>>,
+    // Dropping the sender wakes the timer thread, which then ends.
+    _stop: mpsc::Sender<()>,
+}
+
+#[derive(Default)]
+struct WatchState {
+    done: bool,
+    fired: bool,
+}
+
+impl Watchdog {
+    /// None when the socket cannot be duplicated; amiquip's own timeout still applies then.
+    fn arm(stream: &TcpStream, deadline: Instant) -> Option<Watchdog> {
+        let socket = stream.try_clone().ok()?;
+        let state = Arc::new(Mutex::new(WatchState::default()));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                if !state.done {
+                    state.fired = true;
+                    let _ = socket.shutdown(std::net::Shutdown::Both);
+                }
+            }
+        });
+        Some(Watchdog { state, _stop: stop })
+    }
+
+    /// Stops the timer; true when the deadline had already passed and the socket was shut.
+    fn disarm(self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.done = true;
+        state.fired
+    }
 }

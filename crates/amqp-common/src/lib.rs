@@ -7,6 +7,7 @@ pub mod connect;
 pub mod error;
 pub mod number;
 pub mod options;
+pub mod tls;
 pub mod uri;
 
 pub use cli::{HelpArgs, ParseOptions};
