@@ -235,11 +235,14 @@ fn no_ack_with_count_takes_at_most_n() {
     }
 }
 
+/// Arguments after `-q Q`, POSIXLY_CORRECT, expected status and stdout.
+type WordsCase<'a> = (Vec<&'a str>, Option<&'a str>, i32, &'a [u8]);
+
 // §12 59 61 62, §11 59 60: popt option separation, on both tools.
 #[test]
 fn options_and_command_words() {
     let b = Broker::connect();
-    let cases: Vec<(Vec<&str>, Option<&str>, i32, &[u8])> = vec![
+    let cases: Vec<WordsCase> = vec![
         (vec!["-c", "1", "echo", "-n", "x"], None, 1, b""),
         (vec!["-c", "1", "--", "echo", "-n", "x"], None, 0, b"x"),
         (vec!["echo", "-c", "1", "ARG"], None, 0, b"ARG\n"),
