@@ -78,10 +78,21 @@ fn is_ours(out: &Output) -> bool {
 /// Status `rc`, and for ours: empty stdout and one stderr line naming each of `words`.
 fn fails(out: &Output, words: &[&str]) {
     out.expect_status(1);
-    assert!(out.stdout.is_empty(), "`{}` printed {:?}", out.cmdline, out.stdout_str());
+    assert!(
+        out.stdout.is_empty(),
+        "`{}` printed {:?}",
+        out.cmdline,
+        out.stdout_str()
+    );
     if is_ours(out) {
         let lines: Vec<&str> = out.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "`{}`: one stderr line expected:\n{}", out.cmdline, out.stderr);
+        assert_eq!(
+            lines.len(),
+            1,
+            "`{}`: one stderr line expected:\n{}",
+            out.cmdline,
+            out.stderr
+        );
         for w in words {
             assert!(
                 lines[0].to_lowercase().contains(&w.to_lowercase()),
@@ -118,7 +129,11 @@ fn declare_prints_the_name_and_is_idempotent() {
         }
         let i = info(&q);
         assert_eq!(flags(&i), (false, false, false), "{side}: {i:?}");
-        assert_eq!(i.arguments, amqp_tools_tests::serde_json::json!([]), "{side}: no arguments");
+        assert_eq!(
+            i.arguments,
+            amqp_tools_tests::serde_json::json!([]),
+            "{side}: no arguments"
+        );
         seen.push(flags(&i));
     }
     seen.dedup();
@@ -139,7 +154,12 @@ fn declare_durable() {
         let out = run(&bin, &["-q", &q]);
         fails(&out, &["406", "inequivalent arg 'durable'", &q]);
         if side == "reference" {
-            assert!(out.stderr.contains("received 'false' but current is 'true'"), "{}", out.stderr);
+            assert!(
+                out.stderr
+                    .contains("received 'false' but current is 'true'"),
+                "{}",
+                out.stderr
+            );
         }
         assert!(info(&q).durable, "{side}: the queue is unchanged");
     }
@@ -153,17 +173,24 @@ fn declare_server_named() {
         let out = run(&bin, &["-q", ""]);
         out.expect_status(0);
         let text = out.stdout_str();
-        let name = text.strip_suffix('\n').unwrap_or_else(|| panic!("{side}: {text:?}"));
+        let name = text
+            .strip_suffix('\n')
+            .unwrap_or_else(|| panic!("{side}: {text:?}"));
         broker.cleanup_queue(name);
         let tail = name
             .strip_prefix("amq.gen-")
             .unwrap_or_else(|| panic!("{side}: {name:?}"));
         assert!(
             !tail.is_empty()
-                && tail.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                && tail
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
             "{side}: {name:?}"
         );
-        assert!(broker.exists(name), "{side}: {name} should outlive the tool");
+        assert!(
+            broker.exists(name),
+            "{side}: {name} should outlive the tool"
+        );
         assert_eq!(flags(&info(name)), (false, false, false), "{side}");
     }
 }
@@ -196,7 +223,11 @@ fn names_over_255_bytes() {
             let out = run_bare(&bin, &["-q", &long, "-u", &url]);
             fails(&out, &["255"]);
             if side == "ours" {
-                assert_eq!(proxy.connections(), before, "{tool}: ours should not connect");
+                assert_eq!(
+                    proxy.connections(),
+                    before,
+                    "{tool}: ours should not connect"
+                );
             } else {
                 assert!(out.stderr.contains("invalid AMQP data"), "{}", out.stderr);
             }
@@ -289,7 +320,9 @@ fn delete_if_unused_keeps_a_consumed_queue() {
     for (side, bin) in sides(DELETE) {
         let q = broker.temp_queue(&format!("dd-inuse-{side}"));
         let channel = broker.channel();
-        let consumer = channel.basic_consume(q.as_str(), ConsumerOptions::default()).unwrap();
+        let consumer = channel
+            .basic_consume(q.as_str(), ConsumerOptions::default())
+            .unwrap();
         let out = run(&bin, &["-q", &q, "--if-unused"]);
         fails(&out, &["406", "in use", &q]);
         assert!(broker.exists(&q), "{side}: queue kept");
@@ -307,7 +340,11 @@ fn delete_dash_u_is_url() {
         let out = run_bare(&bin, &["-u", "-q", &q]);
         fails(&out, &[&q]);
         if side == "reference" {
-            assert!(out.stderr.contains(&format!("unexpected operand: {q}")), "{}", out.stderr);
+            assert!(
+                out.stderr.contains(&format!("unexpected operand: {q}")),
+                "{}",
+                out.stderr
+            );
         }
         assert!(broker.exists(&q), "{side}: nothing deleted");
     }
@@ -356,14 +393,21 @@ fn queue_type_quorum_makes_a_durable_quorum_queue() {
     );
     // Same declaration again: fine. Auto-delete is not allowed for quorum queues.
     run(&ours(DECLARE), &["-q", &q, "--queue-type", "quorum", "-d"]).expect_status(0);
-    let out = run(&ours(DECLARE), &["-q", &q, "--queue-type", "quorum", "--auto-delete"]);
+    let out = run(
+        &ours(DECLARE),
+        &["-q", &q, "--queue-type", "quorum", "--auto-delete"],
+    );
     fails(&out, &["406"]);
     // The C tool has no such option: a parse error, nothing declared.
     if let Some(c) = require_reference(DECLARE) {
         let q2 = unique("dd-quorum-c");
         let out = run(&c, &["-q", &q2, "--queue-type", "quorum"]);
         out.expect_status(1);
-        assert!(out.stderr.contains("--queue-type: unknown option"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("--queue-type: unknown option"),
+            "{}",
+            out.stderr
+        );
         assert!(queue_info(&q2).is_none());
     }
 }
@@ -386,7 +430,10 @@ fn queue_type_stream_and_classic() {
     let i = info(&q);
     assert!(!i.durable, "classic stays transient without -d");
     // Unknown types are a usage error before connecting.
-    fails(&run(&ours(DECLARE), &["-q", &q, "--queue-type", "lazy"]), &["lazy"]);
+    fails(
+        &run(&ours(DECLARE), &["-q", &q, "--queue-type", "lazy"]),
+        &["lazy"],
+    );
 }
 
 #[test]
@@ -448,7 +495,10 @@ fn passive_checks_without_creating() {
     let missing = unique("dd-passive-missing");
     let out = run(&ours(DECLARE), &["-q", &missing, "--passive"]);
     fails(&out, &["404", &missing]);
-    assert!(!broker.exists(&missing), "--passive must not create the queue");
+    assert!(
+        !broker.exists(&missing),
+        "--passive must not create the queue"
+    );
 
     let q = broker.temp_queue("dd-passive");
     broker.publish(&q, b"kept");
@@ -461,8 +511,14 @@ fn passive_checks_without_creating() {
     broker.declare_durable(&d);
     run(&ours(DECLARE), &["-q", &d, "--passive"]).expect_status(0);
     // Settings with --passive would not be checked by the broker: refused.
-    fails(&run(&ours(DECLARE), &["-q", &q, "--passive", "-d"]), &["--passive"]);
-    fails(&run(&ours(DECLARE), &["-q", &q, "--passive", "--arg", "k=1"]), &["--passive"]);
+    fails(
+        &run(&ours(DECLARE), &["-q", &q, "--passive", "-d"]),
+        &["--passive"],
+    );
+    fails(
+        &run(&ours(DECLARE), &["-q", &q, "--passive", "--arg", "k=1"]),
+        &["--passive"],
+    );
 }
 
 #[test]
@@ -470,7 +526,14 @@ fn declare_help_lists_the_extra_flags() {
     let out = run_bare(&ours(DECLARE), &["--help"]);
     out.expect_status(0);
     let help = out.stdout_str();
-    for flag in ["--queue-type", "--arg", "--auto-delete", "--passive", "--durable", "--queue"] {
+    for flag in [
+        "--queue-type",
+        "--arg",
+        "--auto-delete",
+        "--passive",
+        "--durable",
+        "--queue",
+    ] {
         assert!(help.contains(flag), "{flag} missing from help:\n{help}");
     }
     let out = run_bare(&ours(DELETE), &["--help"]);

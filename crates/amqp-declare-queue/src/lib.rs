@@ -144,10 +144,9 @@ pub fn declare_options(args: &Args) -> Result<QueueDeclareOptions> {
 pub fn run() -> Result<()> {
     let args: Args = amqp_common::cli::parse(ParseOptions::default())?;
     amqp_common::cli::refuse_operands(&args.operands)?;
-    let queue = args
-        .queue
-        .clone()
-        .ok_or_else(|| Error::usage("no queue given: use -q QUEUE (-q \"\" for a server-named queue)"))?;
+    let queue = args.queue.clone().ok_or_else(|| {
+        Error::usage("no queue given: use -q QUEUE (-q \"\" for a server-named queue)")
+    })?;
     check_short_string("the queue name", &queue)?;
     if args.passive
         && (args.durable || args.auto_delete || args.queue_type.is_some() || !args.args.is_empty())
@@ -213,7 +212,10 @@ mod tests {
             parse_queue_arg("k=a=b").unwrap().1,
             AmqpValue::LongString("a=b".into())
         );
-        assert_eq!(parse_queue_arg("k=").unwrap().1, AmqpValue::LongString("".into()));
+        assert_eq!(
+            parse_queue_arg("k=").unwrap().1,
+            AmqpValue::LongString("".into())
+        );
         // Too large for i64: kept as text rather than silently changed.
         assert_eq!(
             parse_queue_arg("k=99999999999999999999").unwrap().1,
@@ -237,15 +239,29 @@ mod tests {
             o.arguments.get("x-queue-type"),
             Some(&AmqpValue::LongString("quorum".into()))
         );
-        assert!(declare_options(&args(&["--arg", "x-queue-type=stream"])).unwrap().durable);
+        assert!(
+            declare_options(&args(&["--arg", "x-queue-type=stream"]))
+                .unwrap()
+                .durable
+        );
         let o = declare_options(&args(&["--queue-type", "classic"])).unwrap();
         assert!(!o.durable);
         let o = declare_options(&args(&[])).unwrap();
         assert!(!o.durable && !o.auto_delete && !o.exclusive && o.arguments.is_empty());
-        assert!(declare_options(&args(&["--queue-type", "quorum", "--arg", "x-queue-type=classic"]))
-            .is_err());
-        assert!(declare_options(&args(&["--queue-type", "quorum", "--arg", "x-queue-type=quorum"]))
-            .is_ok());
+        assert!(declare_options(&args(&[
+            "--queue-type",
+            "quorum",
+            "--arg",
+            "x-queue-type=classic"
+        ]))
+        .is_err());
+        assert!(declare_options(&args(&[
+            "--queue-type",
+            "quorum",
+            "--arg",
+            "x-queue-type=quorum"
+        ]))
+        .is_ok());
     }
 
     #[test]

@@ -1,0 +1,264 @@
+//! amqp-get against the real broker, ours and Debian's C tool side by side (behaviour spec
+//! §12 checks 41, 53, 54, §11 cases 2–4 and 66): the body byte for byte on stdout, status 2 on
+//! an empty queue, status 1 with one stderr line on errors.
+
+use amqp_tools_tests::amiquip::AmqpProperties;
+use amqp_tools_tests::{ours, require_reference, unique, Broker, Cmd, Output, Proxy};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const GET: &str = "amqp-get";
+
+fn sides(tool: &str) -> Vec<(&'static str, PathBuf)> {
+    let mut v = vec![("ours", ours(tool))];
+    if let Some(c) = require_reference(tool) {
+        v.push(("reference", c));
+    }
+    v
+}
+
+fn cmd(bin: &Path, args: &[&str]) -> Cmd {
+    Cmd::new(bin)
+        .args(args)
+        .arg("-u")
+        .arg(amqp_tools_tests::broker_url())
+        .env_remove("AMQP_URL")
+        .timeout(Duration::from_secs(30))
+}
+
+fn get(bin: &Path, q: &str) -> Output {
+    cmd(bin, &["-q", q]).run()
+}
+
+/// Status 1, nothing on stdout; for ours, one stderr line naming each of `words`.
+fn fails(side: &str, out: &Output, words: &[&str]) {
+    out.expect_status(1);
+    assert!(out.stdout.is_empty(), "{side}: {:?}", out.stdout_str());
+    if side == "ours" {
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one stderr line expected:\n{}", out.stderr);
+        assert!(lines[0].starts_with("amqp-get: "), "{}", lines[0]);
+        for w in words {
+            assert!(
+                lines[0].contains(w),
+                "stderr should mention {w:?}: {}",
+                lines[0]
+            );
+        }
+    }
+}
+
+/// Deterministic bytes covering every value (no external RNG needed).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn prints_the_body_exactly_then_reports_empty() {
+    // §12.41 and §11.2–4.
+    let broker = Broker::connect();
+    for (side, bin) in sides(GET) {
+        let q = broker.temp_queue(&format!("get-hello-{side}"));
+        broker.publish(&q, b"hello");
+        broker.publish(&q, b"two\nlines\n");
+        let out = get(&bin, &q);
+        out.expect_status(0);
+        assert_eq!(out.stdout, b"hello", "{side}: no newline added");
+        assert!(out.stderr.is_empty(), "{side}: {}", out.stderr);
+        let out = get(&bin, &q);
+        out.expect_status(0);
+        assert_eq!(out.stdout, b"two\nlines\n", "{side}");
+        assert_eq!(broker.count(&q), Some(0), "{side}: both messages taken");
+        let out = get(&bin, &q);
+        out.expect_status(2);
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "{side}: silent on empty"
+        );
+    }
+}
+
+#[test]
+fn empty_body_and_properties() {
+    // An empty body prints nothing with status 0; properties and headers are never printed.
+    let broker = Broker::connect();
+    for (side, bin) in sides(GET) {
+        let q = broker.temp_queue(&format!("get-props-{side}"));
+        broker.publish(&q, b"");
+        let props = AmqpProperties::default()
+            .with_content_type("text/plain".into())
+            .with_delivery_mode(2)
+            .with_message_id("id-1".into());
+        broker.publish_with("", &q, b"body", props);
+        let out = get(&bin, &q);
+        out.expect_status(0);
+        assert!(out.stdout.is_empty(), "{side}");
+        let out = get(&bin, &q);
+        out.expect_status(0);
+        assert_eq!(out.stdout, b"body", "{side}");
+        assert_eq!(broker.count(&q), Some(0));
+    }
+}
+
+#[test]
+fn binary_bodies_round_trip() {
+    // §12.54 and §11.66: 300 KB of arbitrary bytes, several body frames.
+    let broker = Broker::connect();
+    let body = noise(300 * 1024);
+    for (side, bin) in sides(GET) {
+        let q = broker.temp_queue(&format!("get-bin-{side}"));
+        broker.publish(&q, &body);
+        let out = get(&bin, &q);
+        out.expect_status(0);
+        assert!(
+            out.stdout == body,
+            "{side}: {} bytes differ from the 300 KB sent",
+            out.stdout.len()
+        );
+        assert_eq!(broker.count(&q), Some(0));
+    }
+}
+
+#[test]
+fn binary_round_trip_through_amqp_publish() {
+    // §11.66: amqp-publish < file, then amqp-get > file, each side with its own publish.
+    let broker = Broker::connect();
+    let body = noise(300 * 1024);
+    let mut publishers = vec![("ours", ours("amqp-publish"), ours(GET))];
+    if let (Some(p), Some(g)) = (require_reference("amqp-publish"), require_reference(GET)) {
+        publishers.push(("reference", p, g));
+    }
+    for (side, publish, get_bin) in publishers {
+        let q = broker.temp_queue(&format!("get-pub-{side}"));
+        cmd(&publish, &["-r", &q])
+            .stdin(body.clone())
+            .run()
+            .expect_status(0);
+        let out = get(&get_bin, &q);
+        out.expect_status(0);
+        assert!(
+            out.stdout == body,
+            "{side}: {} bytes came back",
+            out.stdout.len()
+        );
+    }
+}
+
+#[test]
+fn missing_queue_option_and_missing_queue() {
+    // §12.53 and §6.
+    let broker = Broker::connect();
+    for (side, bin) in sides(GET) {
+        fails(side, &cmd(&bin, &[]).run(), &["queue"]);
+        let q = unique(&format!("get-nosuch-{side}"));
+        let out = get(&bin, &q);
+        fails(side, &out, &["404", &format!("no queue '{q}'")]);
+        if side == "reference" {
+            assert!(
+                out.stderr.contains("basic.get: server channel error 404"),
+                "{}",
+                out.stderr
+            );
+        }
+        assert!(!broker.exists(&q), "{side}: nothing declared");
+        // The empty name means "the last queue declared on this channel": none.
+        fails(side, &get(&bin, ""), &["404"]);
+    }
+}
+
+#[test]
+fn long_queue_name() {
+    // §11.40: ours refuses before connecting, C fails to encode after connecting.
+    let proxy = Proxy::to_broker();
+    let long = "q".repeat(300);
+    for (side, bin) in sides(GET) {
+        let before = proxy.connections();
+        let out = Cmd::new(&bin)
+            .args(["-q", &long, "-u", &proxy.url()])
+            .env_remove("AMQP_URL")
+            .run();
+        fails(side, &out, &["255"]);
+        if side == "ours" {
+            assert_eq!(proxy.connections(), before, "ours should not connect");
+        }
+    }
+}
+
+#[test]
+fn only_one_message_is_taken() {
+    let broker = Broker::connect();
+    for (side, bin) in sides(GET) {
+        let q = broker.temp_queue(&format!("get-one-{side}"));
+        for b in ["m1", "m2", "m3"] {
+            broker.publish(&q, b.as_bytes());
+        }
+        let out = get(&bin, &q);
+        out.expect_status(0);
+        assert_eq!(out.stdout, b"m1", "{side}: FIFO");
+        let rest: Vec<Vec<u8>> = broker.drain(&q).into_iter().map(|m| m.body).collect();
+        assert_eq!(rest, vec![b"m2".to_vec(), b"m3".to_vec()], "{side}");
+    }
+}
+
+/// Runs `bin args` with stdout a pipe whose reader is already gone; returns the raw status.
+fn run_into_closed_pipe(bin: &Path, args: &[&str]) -> std::process::ExitStatus {
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills two new descriptors that we own from here on.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    let mut child = Command::new(bin)
+        .args(args)
+        .env_remove("AMQP_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{} did not exit", bin.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn closed_stdout_ends_by_sigpipe() {
+    // §10: both die of SIGPIPE (status 141). Intended difference: the C tool took the message
+    // with no_ack, so it is lost; ours acks only after the body is written, so the broker keeps
+    // it (redelivered).
+    use std::os::unix::process::ExitStatusExt;
+    let broker = Broker::connect();
+    let url = amqp_tools_tests::broker_url();
+    for (side, bin) in sides(GET) {
+        let q = broker.temp_queue(&format!("get-pipe-{side}"));
+        broker.publish(&q, b"precious");
+        let st = run_into_closed_pipe(&bin, &["-q", &q, "-u", &url]);
+        assert_eq!(st.signal(), Some(libc::SIGPIPE), "{side}: {st:?}");
+        let left = broker.drain(&q);
+        if side == "ours" {
+            assert_eq!(left.len(), 1, "ours keeps the message it could not deliver");
+            assert_eq!(left[0].body, b"precious");
+            assert!(left[0].redelivered);
+        } else {
+            assert!(left.is_empty(), "the C tool loses it (no_ack)");
+        }
+    }
+}
