@@ -10,8 +10,8 @@
 //! queue in vhost "/": it proves the connection, the login and the vhost all worked.
 
 use amqp_tools_tests::{
-    closing_peer, http_peer, ours, refused_port, require_reference, silent_peer, unique, Broker,
-    Cmd, Output, Proxy,
+    closing_peer, http_peer, ours, refused_port, require_reference, silent_peer, Broker, Cmd,
+    Output, Proxy,
 };
 use std::path::Path;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 
 use amqp_tools_tests::amiquip::ConsumerOptions;
 use amqp_tools_tests::{
-    ours, queue_info, reference, require_reference, unique, Broker, Cmd, Output, Proxy, QueueInfo,
+    ours, queue_info, require_reference, unique, Broker, Cmd, Output, Proxy, QueueInfo,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,29 +21,6 @@ fn sides(tool: &str) -> Vec<(&'static str, PathBuf)> {
     let mut v = vec![("ours", ours(tool))];
     if let Some(c) = require_reference(tool) {
         v.push(("reference", c));
-    }
-    v
-}
-
-/// Both tools of one side.
-struct Side {
-    name: &'static str,
-    declare: PathBuf,
-    delete: PathBuf,
-}
-
-fn both_sides() -> Vec<Side> {
-    let mut v = vec![Side {
-        name: "ours",
-        declare: ours(DECLARE),
-        delete: ours(DELETE),
-    }];
-    if let (Some(declare), Some(delete)) = (require_reference(DECLARE), reference(DELETE)) {
-        v.push(Side {
-            name: "reference",
-            declare,
-            delete,
-        });
     }
     v
 }
@@ -250,28 +227,28 @@ fn declare_then_operand_is_refused() {
 fn delete_prints_the_message_count() {
     // §12.35 and §11.5.
     let broker = Broker::connect();
-    for s in both_sides() {
-        let q = broker.temp_queue(&format!("dd-del3-{}", s.name));
+    for (side, delete) in sides(DELETE) {
+        let q = broker.temp_queue(&format!("dd-del3-{}", side));
         for body in ["a", "b", "c"] {
             broker.publish(&q, body.as_bytes());
         }
-        let out = run(&s.delete, &["-q", &q]);
+        let out = run(&delete, &["-q", &q]);
         out.expect_status(0);
-        assert_eq!(out.stdout_str(), "3\n", "{}", s.name);
-        assert!(!broker.exists(&q), "{}: deleted", s.name);
+        assert_eq!(out.stdout_str(), "3\n", "{}", side);
+        assert!(!broker.exists(&q), "{}: deleted", side);
 
         // An empty queue: 0.
-        let q = broker.temp_queue(&format!("dd-del0-{}", s.name));
-        let out = run(&s.delete, &["-q", &q]);
+        let q = broker.temp_queue(&format!("dd-del0-{}", side));
+        let out = run(&delete, &["-q", &q]);
         out.expect_status(0);
         assert_eq!(out.stdout_str(), "0\n");
         assert!(!broker.exists(&q));
 
         // --if-unused on a queue without consumers: deleted, count printed.
-        let q = broker.temp_queue(&format!("dd-del2-{}", s.name));
+        let q = broker.temp_queue(&format!("dd-del2-{}", side));
         broker.publish(&q, b"1");
         broker.publish(&q, b"2");
-        let out = run(&s.delete, &["-q", &q, "--if-unused"]);
+        let out = run(&delete, &["-q", &q, "--if-unused"]);
         out.expect_status(0);
         assert_eq!(out.stdout_str(), "2\n");
         assert!(!broker.exists(&q));

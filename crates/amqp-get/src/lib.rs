@@ -43,10 +43,16 @@ pub fn run() -> Result<()> {
     check_short_string("the queue name", &queue)?;
     let endpoint = args.conn.endpoint()?;
     let session = endpoint.connect()?;
-    let got = session
-        .channel
-        .basic_get(queue.as_str(), false)
-        .map_err(|e| Error::amqp(format!("cannot get a message from queue '{queue}'"), e))?;
+    let got = match session.channel.basic_get(queue.as_str(), false) {
+        Ok(got) => got,
+        Err(e) => {
+            let err = Error::amqp(format!("cannot get a message from queue '{queue}'"), e);
+            // The broker closed the channel; dropping the connection would wait on a close
+            // handshake with no time bound.
+            session.abandon();
+            return Err(err);
+        }
+    };
     let Some(got) = got else {
         session.close()?;
         return Err(Error::Status(EMPTY));
