@@ -542,9 +542,15 @@ fn refused_logins_and_vhosts() {
         vec!["--username", "nobody"],
         vec!["-u", wrong_url.as_str()],
     ] {
-        let mut all = vec!["-q", "x"];
-        all.extend(args);
-        for tool in ["amqp-get", "amqp-declare-queue", "amqp-delete-queue"] {
+        for (tool, own) in [
+            ("amqp-get", &["-q", "x"][..]),
+            ("amqp-declare-queue", &["-q", "x"][..]),
+            ("amqp-delete-queue", &["-q", "x"][..]),
+            ("amqp-publish", &["-r", "x", "-b", "y"][..]),
+            ("amqp-consume", &["-q", "x", "cat"][..]),
+        ] {
+            let mut all = args.clone();
+            all.extend_from_slice(own);
             pair(tool, &all)
                 .fails(&["refused"])
                 .reference_says("ACCESS_REFUSED");
