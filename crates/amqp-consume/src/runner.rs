@@ -130,7 +130,8 @@ struct Runner<'a> {
     plan: &'a Plan,
     /// The consumer is not cancelled.
     accepting: bool,
-    /// After the cancel, messages already received are still processed.
+    /// After the cancel, messages already received are still processed (else they are left
+    /// unacknowledged).
     draining: bool,
     /// The broker confirmed the cancel (or the connection is gone): no more deliveries.
     rx_done: bool,
@@ -151,12 +152,13 @@ impl Runner<'_> {
         signal_events: &Receiver<i32>,
     ) -> Step<i32> {
         loop {
-            if !self.accepting && self.running.is_empty() && (self.rx_done || !self.draining) {
+            // Wait for the broker's cancel-ok to reach the consumer channel before dropping it:
+            // amiquip's I/O thread dies if it finds that channel dropped.
+            if !self.accepting && self.running.is_empty() && self.rx_done {
                 break;
             }
             let take = !self.rx_done
-                && (self.accepting || self.draining)
-                && self.running.len() < self.plan.jobs;
+                && (!(self.accepting || self.draining) || self.running.len() < self.plan.jobs);
             let event = {
                 let mut sel = Select::new();
                 let rx_index = take.then(|| sel.recv(deliveries));
@@ -274,6 +276,10 @@ impl Runner<'_> {
     }
 
     fn on_delivery(&mut self, mut d: Delivery) -> Step {
+        if !self.accepting && !self.draining {
+            // Stopping (signal, --fail-fast): left unacknowledged, the broker requeues it.
+            return Ok(());
+        }
         if let Some(n) = self.plan.count {
             if self.received >= n {
                 // Cannot happen with the prefetch limits set; left unacknowledged, the broker
