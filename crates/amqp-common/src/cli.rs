@@ -128,7 +128,7 @@ pub fn main(default_name: &str, run: impl FnOnce() -> Result<()>) -> ! {
 #[command(next_help_heading = "Help options")]
 pub struct HelpArgs {
     /// Show this help and exit
-    #[arg(short = '?', long = "help", short_alias = 'h', action = clap::ArgAction::Help)]
+    #[arg(short = '?', long = "help", short_alias = 'h', action = clap::ArgAction::HelpLong)]
     pub help: Option<bool>,
 
     /// Show a short usage line and exit
