@@ -65,7 +65,7 @@ pub struct Args {
     pub reply_to: Option<String>,
 
     /// Add a header "KEY: VALUE" (string value; split at the first ':', spaces after it
-    /// dropped). Repeatable
+    /// dropped). Repeatable; a repeated KEY keeps its last value
     #[arg(
         short = 'H',
         long = "header",
@@ -85,8 +85,8 @@ pub struct Args {
     #[arg(short = 'l', long)]
     pub line_buffered: bool,
 
-    /// Do not wait for the broker to confirm the messages (as the C tool); exit 0 then only
-    /// says that nothing failed before the channel was closed
+    /// Do not ask the broker to confirm each message (as the C tool): exit 0 then says the
+    /// broker received every message and reported no error, not that it stored them
     #[arg(long)]
     pub no_confirm: bool,
 
@@ -212,17 +212,16 @@ impl Plan {
                 "neither exchange nor routing key given: use -e EXCHANGE and/or -r KEY",
             ));
         }
-        let source = match (&args.body, args.line_buffered) {
-            (Some(_), true) => {
-                return Err(Error::usage(
+        let source =
+            match (&args.body, args.line_buffered) {
+                (Some(_), true) => return Err(Error::usage(
                     "-l (one message per stdin line) and -b (one message from the command line) \
                      cannot be used together",
-                ))
-            }
-            (Some(body), false) => Source::Body(body.as_bytes().to_vec()),
-            (None, true) => Source::Lines,
-            (None, false) => Source::Stdin,
-        };
+                )),
+                (Some(body), false) => Source::Body(body.as_bytes().to_vec()),
+                (None, true) => Source::Lines,
+                (None, false) => Source::Stdin,
+            };
         let mut properties =
             AmqpProperties::default().with_delivery_mode(if args.persistent { 2 } else { 1 });
         if let Some(v) = &args.content_type {
@@ -246,9 +245,8 @@ impl Plan {
             properties = properties.with_headers(table);
         }
         if let Some(p) = args.priority {
-            let p = u8::try_from(p).map_err(|_| {
-                Error::usage(format!("bad --priority {p}: expected 0 to 255"))
-            })?;
+            let p = u8::try_from(p)
+                .map_err(|_| Error::usage(format!("bad --priority {p}: expected 0 to 255")))?;
             properties = properties.with_priority(p);
         }
         if let Some(v) = &args.expiration {
@@ -488,7 +486,17 @@ impl<'a> Publisher<'a> {
 
     fn wait_for_all(&mut self) -> std::result::Result<(), Stop> {
         if self.confirms.is_none() {
-            return Ok(());
+            // The broker answers a synchronous method only after every publish before it on
+            // the channel, so this waits (as long as it takes) until the broker has them all
+            // and surfaces a channel error (e.g. 404 no exchange). The bounded close that
+            // follows then has nothing left to flush.
+            return self.channel.qos(0, 0, false).map_err(|e| match e {
+                amiquip::Error::ServerClosedChannel { .. }
+                | amiquip::Error::ServerClosedConnection { .. } => {
+                    Stop::Failed(self.broker_error(e))
+                }
+                _ => Stop::ChannelGone,
+            });
         }
         while self.confirmed < self.published {
             self.wait_for_confirm()?;
@@ -747,7 +755,10 @@ mod tests {
     #[test]
     fn properties() {
         let p = plan(&["-r", "q", "-b", "m"]).unwrap();
-        assert_eq!(p.properties, AmqpProperties::default().with_delivery_mode(1));
+        assert_eq!(
+            p.properties,
+            AmqpProperties::default().with_delivery_mode(1)
+        );
         assert_eq!(p.source, Source::Body(b"m".to_vec()));
         assert!(p.confirm && !p.mandatory);
         let p = plan(&[
