@@ -3,7 +3,7 @@ complete -c amqp-publish -s r -l routing-key -d 'Routing key (default ""); with 
 complete -c amqp-publish -s C -l content-type -d 'content_type property (e.g. text/plain, application/json)' -r
 complete -c amqp-publish -s E -l content-encoding -d 'content_encoding property (e.g. gzip)' -r
 complete -c amqp-publish -s t -l reply-to -d 'reply_to property: the queue a reply should go to' -r
-complete -c amqp-publish -s H -l header -d 'Add a header "KEY: VALUE" (string value; split at the first \':\', spaces after it dropped). Repeatable' -r
+complete -c amqp-publish -s H -l header -d 'Add a header "KEY: VALUE" (string value; split at the first \':\', spaces after it dropped). Repeatable; a repeated KEY keeps its last value' -r
 complete -c amqp-publish -s b -l body -d 'Message body, taken byte for byte (no newline added); stdin is not read' -r
 complete -c amqp-publish -l priority -d 'priority property, 0 to 255 (used by queues with x-max-priority)' -r
 complete -c amqp-publish -l expiration -d 'expiration property: per-message TTL in milliseconds (digits only)' -r
@@ -27,7 +27,7 @@ complete -c amqp-publish -l cert -d 'Client certificate (PEM), sent when the bro
 complete -c amqp-publish -l key -d 'Private key (PEM) of the client certificate; needs --cert' -r -F
 complete -c amqp-publish -s p -l persistent -d 'Persistent message (delivery_mode 2; otherwise 1): it survives a broker restart when it sits in a durable queue'
 complete -c amqp-publish -s l -l line-buffered -d 'One message per stdin line, each with its newline; lines are published as they arrive (lines over 32767 bytes are split). Cannot be combined with -b'
-complete -c amqp-publish -l no-confirm -d 'Do not wait for the broker to confirm the messages (as the C tool); exit 0 then only says that nothing failed before the channel was closed'
+complete -c amqp-publish -l no-confirm -d 'Do not ask the broker to confirm each message (as the C tool): exit 0 then says the broker received every message and reported no error, not that it stored them'
 complete -c amqp-publish -l mandatory -d 'Fail (exit 1) when a message cannot be routed to any queue, instead of letting the broker drop it'
 complete -c amqp-publish -l ssl -d 'Use TLS (as amqps:// does); the port defaults to 5671'
 complete -c amqp-publish -l no-default-cert-paths -d 'Trust only --cacert, not the system\'s CA certificates'

@@ -320,14 +320,20 @@ fn generate(out: &Path) -> Result<(), String> {
     }
     for tool in TOOLS {
         let cmd = command(tool);
-        write(&man_dir.join(format!("{}.1", tool.name)), &man_page(tool, &cmd)?)?;
+        write(
+            &man_dir.join(format!("{}.1", tool.name)),
+            &man_page(tool, &cmd)?,
+        )?;
         for shell in SHELLS {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut cmd.clone(), tool.name, &mut buf);
             if shell == Shell::Fish {
                 buf = quote_fish_glob_shorts(&buf);
             }
-            write(&completions_dir.join(completion_file(shell, tool.name)), &buf)?;
+            write(
+                &completions_dir.join(completion_file(shell, tool.name)),
+                &buf,
+            )?;
         }
     }
     Ok(())
