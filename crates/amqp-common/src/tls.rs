@@ -394,6 +394,46 @@ mod tests {
     }
 
     #[test]
+    fn failures_are_explained() {
+        let client = TlsClient::new(&TlsSettings::default()).expect("default connector");
+        let now = Instant::now();
+        let explain = |text: &str| client.explain(text, "h", None, now);
+        let verify = "error:0A000086:SSL routines:tls_post_process_server_certificate:\
+                      certificate verify failed:../ssl/statem/statem_clnt.c:1889:";
+        assert_eq!(
+            explain(&format!("{verify} (certificate has expired)")),
+            "the broker's certificate has expired"
+        );
+        assert!(
+            explain(&format!("{verify} (certificate is not yet valid)")).contains("not valid yet")
+        );
+        assert!(explain(&format!("{verify} (Hostname mismatch)")).contains("not valid for 'h'"));
+        assert!(explain(&format!("{verify} (self-signed certificate)")).contains("unknown CA"));
+        assert!(
+            explain(&format!("{verify} (certificate revoked)")).ends_with("certificate revoked")
+        );
+        assert!(explain(
+            "error:0A00045C:SSL routines:ssl3_read_bytes:tlsv13 alert certificate required:\
+             ../ssl/record/rec_layer_s3.c:1605:SSL alert number 116"
+        )
+        .contains("requires a client certificate"));
+        assert!(explain(
+            "error:0A00010B:SSL routines:ssl3_get_record:wrong version number:x.c:354:"
+        )
+        .contains("does not speak TLS"));
+        assert_eq!(
+            explain(
+                "error:0A000410:SSL routines:ssl3_read_bytes:sslv3 alert handshake failure:x:1:"
+            ),
+            "the broker requires a client certificate (give --cert and --key)"
+        );
+        assert_eq!(
+            explain("error:0A0000C1:SSL routines:x:no shared cipher:x:1:"),
+            "TLS handshake failed: no shared cipher"
+        );
+    }
+
+    #[test]
     fn cert_without_key_is_config_error() {
         let settings = TlsSettings {
             cert: Some("/nonexistent/c.pem".into()),
