@@ -47,12 +47,26 @@ const MAX_VALUE: usize = 117;
 
 /// Reads and checks an auth file.
 pub fn read(path: &Path) -> Result<Credentials, AuthfileError> {
-    match std::fs::read(path) {
+    match read_prefix(path) {
         Ok(bytes) => parse(&bytes),
         // The C tools report a directory as a malformed file; keep that meaning.
         Err(e) if e.raw_os_error() == Some(libc::EISDIR) => Err(AuthfileError::MissingUsername),
         Err(e) => Err(AuthfileError::Unreadable(io_reason(&e))),
     }
+}
+
+/// A valid file is at most 2 * 128 bytes, and `parse` decides every invalid one within its
+/// first 2 * 128 + 1 bytes, so reading more can change nothing; reading everything would let
+/// `--authfile /dev/zero` (or any huge file) exhaust memory, where the C tools read 2 lines.
+const READ_LIMIT: u64 = 1024;
+
+fn read_prefix(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(READ_LIMIT)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -144,6 +158,16 @@ mod tests {
         assert_eq!(
             parse(b"Username:guest\npassword:guest\n"),
             Err(MissingUsername)
+        );
+    }
+
+    #[test]
+    fn endless_file_is_refused_without_reading_it_all() {
+        // Regression (found by reading a fuzzed --authfile path): /dev/zero used to be read
+        // until memory ran out.
+        assert_eq!(
+            read(Path::new("/dev/zero")),
+            Err(AuthfileError::MissingUsername)
         );
     }
 

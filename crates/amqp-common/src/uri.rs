@@ -198,27 +198,22 @@ fn parse_port(s: &[u8]) -> Result<u16, UriError> {
 }
 
 /// The URI as it may appear in an error: the password, if any, replaced by `****`.
+///
+/// Used on URIs that failed to parse too, so it must not rely on them being well formed: a
+/// raw '/', '?', '#' or '@' typed inside a password must not leave part of it visible. A valid
+/// URI has no raw '@' after its user info, so the user info runs to the last '@'; the password
+/// starts after the first ':' before it. Without "://" (a mistyped scheme) the whole input is
+/// searched, which may mask more than the password but never less.
 pub fn mask_password(input: &str) -> String {
-    let Some(scheme_end) = input.find("://") else {
+    let start = input.find("://").map_or(0, |i| i + 3);
+    let after = &input[start..];
+    let Some(at) = after.rfind('@') else {
         return input.to_string();
     };
-    let after = &input[scheme_end + 3..];
-    // The user info ends at the last '@' before the path.
-    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
-    let authority = &after[..authority_end];
-    let Some(at) = authority.rfind('@') else {
+    let Some(colon) = after[..at].find(':') else {
         return input.to_string();
     };
-    let userinfo = &authority[..at];
-    let Some(colon) = userinfo.find(':') else {
-        return input.to_string();
-    };
-    format!(
-        "{}{}:****{}",
-        &input[..scheme_end + 3],
-        &userinfo[..colon],
-        &after[at..]
-    )
+    format!("{}:****{}", &input[..start + colon], &after[at..])
 }
 
 #[cfg(test)]
@@ -316,5 +311,10 @@ mod tests {
         assert_eq!(mask_password("amqp://h:5672"), "amqp://h:5672");
         assert_eq!(mask_password("amqp://u:p@ss@h"), "amqp://u:****@h");
         assert_eq!(mask_password("junk"), "junk");
+        // Invalid URIs are masked too: raw delimiters typed inside the password.
+        assert_eq!(mask_password("amqp://u:pa/ss@h/v"), "amqp://u:****@h/v");
+        assert_eq!(mask_password("amqp://u:pa?ss@h"), "amqp://u:****@h");
+        assert_eq!(mask_password("amqp://u:pa#ss@h"), "amqp://u:****@h");
+        assert_eq!(mask_password("amqp:/u:secret@h"), "amqp:****@h");
     }
 }

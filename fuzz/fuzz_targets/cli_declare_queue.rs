@@ -1,0 +1,16 @@
+#![no_main]
+//! The whole command-line parse of amqp-declare-queue (popt rules on clap), then the checks the tool runs
+//! before connecting. Input: argv elements separated by NUL bytes.
+
+use amqp_common::cli::parse_from;
+use amqp_common::ParseOptions;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let argv = amqp_tools_fuzz::argv("amqp-declare-queue", data);
+    let parsed = parse_from::<amqp_declare_queue::Args>(argv, ParseOptions::default());
+    if let Ok(args) = parsed {
+        amqp_tools_fuzz::resolve(&args.conn);
+        let _ = amqp_declare_queue::declare_options(&args);
+    }
+});

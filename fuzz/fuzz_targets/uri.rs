@@ -1,0 +1,41 @@
+#![no_main]
+//! amqp_common::uri::parse and mask_password on any string.
+
+use amqp_common::uri::{mask_password, parse};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+    let parsed = parse(input);
+    let masked = mask_password(input);
+    // Whatever sits where a password would be (valid URI or not) must not survive masking.
+    // Short or repeated strings can appear elsewhere by chance, so check only distinctive ones.
+    if let Some(secret) = password_region(input) {
+        if secret.len() >= 4 && input.matches(secret).count() == 1 {
+            assert!(
+                !masked.contains(secret),
+                "mask_password({input:?}) = {masked:?} keeps {secret:?}"
+            );
+        }
+    }
+    if let Ok(uri) = parsed {
+        // Masking changes the password only: the rest of a valid URI reads the same.
+        let again = parse(&masked).expect("a masked valid URI stays valid");
+        assert_eq!(again.host, uri.host);
+        assert_eq!(again.port, uri.port);
+        assert_eq!(again.vhost, uri.vhost);
+        assert_eq!(again.user, uri.user);
+        assert_eq!(again.tls, uri.tls);
+    }
+});
+
+/// Where a password may have been typed: after the first ':' of the user info, up to the last
+/// '@' (what a user means by "user:password@host", even with raw '/', '?' or '#' in it).
+fn password_region(input: &str) -> Option<&str> {
+    let rest = input.split_once("://").map_or(input, |(_, r)| r);
+    let at = rest.rfind('@')?;
+    let colon = rest[..at].find(':')?;
+    Some(&rest[colon + 1..at])
+}
