@@ -85,25 +85,46 @@ impl Endpoint {
             .frame_max(FRAME_MAX)
             .channel_max(0)
             .connection_timeout(Some(remaining.max(Duration::from_millis(1))));
-        let opened = match &tls {
-            // The TLS server name (SNI and verification) is the host as given: a name or an
-            // IP address, which OpenSSL then checks against the IP SANs.
-            Some(tls) => Connection::open_tls_stream(
-                tls.connector(),
-                &self.host,
-                stream,
-                options,
-                ConnectionTuning::default(),
-            ),
-            None => Connection::insecure_open_stream(stream, options, ConnectionTuning::default()),
-        };
+        let connector = tls.as_ref().map(TlsClient::connector);
+        let host = self.host.clone();
+        let (done, opened) = mpsc::channel();
+        // On a thread of its own: amiquip's handshake can be busy without reading the socket
+        // (a bogus frame size makes it reserve a huge buffer), and the deadline must hold then
+        // too. Past the deadline that thread is left behind; the tool is exiting anyway.
+        std::thread::spawn(move || {
+            let result = match connector {
+                // The TLS server name (SNI and verification) is the host as given: a name or
+                // an IP address, which OpenSSL then checks against the IP SANs.
+                Some(connector) => Connection::open_tls_stream(
+                    connector,
+                    &host,
+                    stream,
+                    options,
+                    ConnectionTuning::default(),
+                ),
+                None => {
+                    Connection::insecure_open_stream(stream, options, ConnectionTuning::default())
+                }
+            };
+            let _ = done.send(result);
+        });
+        // A little past the deadline, so that the failure the watchdog provokes is reported.
+        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(250);
+        let opened = opened.recv_timeout(wait);
         let timed_out = watchdog.is_some_and(Watchdog::disarm);
+        let opened = match opened {
+            Ok(result) => result,
+            Err(_) => return Err(fail(self.timeout_reason())),
+        };
         let mut connection = match opened {
             Ok(_) | Err(_) if timed_out => return Err(fail(self.timeout_reason())),
             Ok(connection) => connection,
             Err(e) => {
                 return Err(match (&tls, tls_failure(&e)) {
                     (Some(tls), Some(text)) => fail(tls.explain(&text, &self.host, peer, deadline)),
+                    (Some(tls), None) if dropped(&e) => peer
+                        .and_then(|addr| tls.diagnose_reset(&self.host, addr, deadline))
+                        .map_or_else(|| self.handshake_error(e), fail),
                     _ => self.handshake_error(e),
                 })
             }
@@ -223,6 +244,20 @@ fn tls_failure(e: &amiquip::Error) -> Option<String> {
             (text.contains("SSL") || text.contains("ssl")).then_some(text)
         }
         _ => None,
+    }
+}
+
+/// The peer reset or closed the connection (rather than answering with something).
+fn dropped(e: &amiquip::Error) -> bool {
+    use amiquip::Error as A;
+    use std::io::ErrorKind as K;
+    match e {
+        A::UnexpectedSocketClose => true,
+        A::IoErrorReadingSocket { source } | A::IoErrorWritingSocket { source } => matches!(
+            source.kind(),
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof
+        ),
+        _ => false,
     }
 }
 

@@ -164,6 +164,39 @@ impl TlsClient {
         format!("TLS handshake failed: {}", openssl_reason(failure))
     }
 
+    /// Why the broker dropped the connection right after the TLS handshake, when the first
+    /// attempt only saw a reset. With TLS 1.3 a broker rejects a missing or untrusted client
+    /// certificate after the handshake: its alert races with the AMQP header the client sends
+    /// at once, and a reset can destroy the alert. So connect once more with the same settings
+    /// and listen without sending anything: the alert then arrives intact.
+    pub fn diagnose_reset(
+        &self,
+        host: &str,
+        addr: SocketAddr,
+        deadline: Instant,
+    ) -> Option<String> {
+        let stream = connect_until(addr, deadline, Duration::from_secs(5))?;
+        let mut tls = match self.connector.connect(host, Deadlined(stream)) {
+            Ok(tls) => tls,
+            Err(native_tls::HandshakeError::Failure(e)) => {
+                return Some(self.explain(&e.to_string(), host, Some(addr), deadline))
+            }
+            Err(native_tls::HandshakeError::WouldBlock(_)) => return None,
+        };
+        let limit = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(2))
+            .max(Duration::from_millis(1));
+        tls.get_ref().0.set_read_timeout(Some(limit)).ok()?;
+        let mut byte = [0u8; 1];
+        match tls.read(&mut byte) {
+            Err(e) if e.to_string().contains("alert") => {
+                Some(self.explain(&e.to_string(), host, Some(addr), deadline))
+            }
+            _ => None,
+        }
+    }
+
     /// What verification trusts, for messages.
     fn trusted(&self) -> String {
         let mut parts = Vec::new();
@@ -181,15 +214,7 @@ impl TlsClient {
 
     /// The broker's certificate, fetched without verification, for an error message only.
     fn peer_certificate(&self, host: &str, addr: SocketAddr, deadline: Instant) -> Option<X509> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining < Duration::from_millis(10) {
-            return None;
-        }
-        let stream = TcpStream::connect_timeout(&addr, remaining).ok()?;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let limit = remaining.max(Duration::from_millis(1));
-        stream.set_read_timeout(Some(limit)).ok()?;
-        stream.set_write_timeout(Some(limit)).ok()?;
+        let stream = connect_until(addr, deadline, Duration::from_secs(5))?;
         let probe = TlsConnector::builder()
             .danger_accept_invalid_certs(true)
             .danger_accept_invalid_hostnames(true)
@@ -200,6 +225,22 @@ impl TlsClient {
         let _ = tls.shutdown();
         X509::from_der(&der).ok()
     }
+}
+
+/// A blocking connection for a diagnostic, its I/O bounded by the deadline and by `cap`.
+fn connect_until(addr: SocketAddr, deadline: Instant, cap: Duration) -> Option<TcpStream> {
+    let remaining = deadline.saturating_duration_since(Instant::now()).min(cap);
+    if remaining < Duration::from_millis(10) {
+        return None;
+    }
+    let stream = TcpStream::connect_timeout(&addr, remaining).ok()?;
+    let limit = deadline
+        .saturating_duration_since(Instant::now())
+        .min(cap)
+        .max(Duration::from_millis(1));
+    stream.set_read_timeout(Some(limit)).ok()?;
+    stream.set_write_timeout(Some(limit)).ok()?;
+    Some(stream)
 }
 
 /// A blocking stream whose timeouts end the handshake; native-tls wants Read + Write only.
