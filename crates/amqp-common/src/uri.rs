@@ -199,15 +199,25 @@ fn parse_port(s: &[u8]) -> Result<u16, UriError> {
 
 /// The URI as it may appear in an error: the password, if any, replaced by `****`.
 ///
-/// Used on URIs that failed to parse too, so it must not rely on them being well formed: a
-/// raw '/', '?', '#' or '@' typed inside a password must not leave part of it visible. A valid
-/// URI has no raw '@' after its user info, so the user info runs to the last '@'; the password
-/// starts after the first ':' before it. Without "://" (a mistyped scheme) the whole input is
-/// searched, which may mask more than the password but never less.
+/// Used on URIs that failed to parse too, so it must not rely on them being well formed.
+/// In a valid URI the user info holds no raw '@' or '[', so it ends at the first '@' unless
+/// that lies inside the host's brackets (`amqp://[a@b]` has no user info). In an invalid one a
+/// raw '/', '?', '#', '[' or '@' may have been typed inside the password, so the user info runs
+/// to the last '@'. The password starts after the first ':' of the user info. Without "://"
+/// (a mistyped scheme) the whole input is searched, which may mask more than the password but
+/// never less.
 pub fn mask_password(input: &str) -> String {
     let start = input.find("://").map_or(0, |i| i + 3);
     let after = &input[start..];
-    let Some(at) = after.rfind('@') else {
+    let at = if parse(input).is_ok() {
+        match (after.find('@'), after.find('[')) {
+            (Some(at), Some(bracket)) if bracket < at => None,
+            (at, _) => at,
+        }
+    } else {
+        after.rfind('@')
+    };
+    let Some(at) = at else {
         return input.to_string();
     };
     let Some(colon) = after[..at].find(':') else {
@@ -316,5 +326,12 @@ mod tests {
         assert_eq!(mask_password("amqp://u:pa?ss@h"), "amqp://u:****@h");
         assert_eq!(mask_password("amqp://u:pa#ss@h"), "amqp://u:****@h");
         assert_eq!(mask_password("amqp:/u:secret@h"), "amqp:****@h");
+        // A raw '@' inside the host's brackets is not the end of the user info (found by
+        // fuzzing: fuzz/corpus/uri/regression-at-in-brackets).
+        assert_eq!(
+            mask_password("amqp://u:p%3Aq@[::1a@:7.]"),
+            "amqp://u:****@[::1a@:7.]"
+        );
+        assert_eq!(mask_password("amqp://[::a@b]"), "amqp://[::a@b]");
     }
 }

@@ -70,7 +70,8 @@ fn parts() -> impl Strategy<Value = Parts> {
     ];
     let host = prop_oneof![
         3 => proptest::collection::vec(value_char(), 1..12).prop_map(Host::Name),
-        1 => "[0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7}".prop_map(Host::V6),
+        // '@' is data inside the brackets, and must not be taken for the end of the user info.
+        1 => "[0-9a-f@]{0,4}(:[0-9a-f@]{0,4}){2,7}".prop_map(Host::V6),
     ];
     (
         any::<bool>(),
@@ -196,4 +197,17 @@ proptest! {
         let uri = parse(&format!("amqp://u:{enc}@h/v"));
         prop_assert_eq!(uri.map(|u| u.password), Ok(pw));
     }
+}
+
+/// Inputs found by fuzzing (fuzz/corpus/uri/regression-*), kept as regression tests.
+#[test]
+fn fuzz_regressions() {
+    // The password region is the mask text itself: masking leaves it as it is.
+    assert_eq!(mask_password("amp:****@[::1:]"), "amp:****@[::1:]");
+    assert!(parse("amp:****@[::1:]").is_err());
+    // A raw '@' inside an IPv6 literal is accepted (as by rabbitmq-c) and is not the end of
+    // the user info: masking keeps the URI valid and the host intact.
+    let s = "amqp://u:p%3Aq@[::1a@:7.]";
+    assert_eq!(parse(s).map(|u| u.host), Ok("::1a@:7.".to_string()));
+    assert_eq!(mask_password(s), "amqp://u:****@[::1a@:7.]");
 }
