@@ -1,6 +1,7 @@
 //! Opening a connection and channel 1 under one deadline, and closing them without hanging.
 
 use crate::error::{describe_amiquip, Error, Result};
+use crate::frame_guard::FrameGuard;
 use crate::options::Endpoint;
 use crate::tls::TlsClient;
 use amiquip::{Auth, Channel, Connection, ConnectionOptions, ConnectionTuning};
@@ -23,7 +24,9 @@ pub struct Session {
 
 impl Session {
     /// Closes channel and connection cleanly, as the C tools do. A broker that stopped
-    /// answering does not hold the tool: the close is abandoned after a few seconds.
+    /// answering does not hold the tool: the close is abandoned after a few seconds, and that
+    /// is an error, since what was sent last (acks, unconfirmed publishes) may not have
+    /// arrived.
     pub fn close(self) -> Result<()> {
         let Session {
             channel,
@@ -41,7 +44,15 @@ impl Session {
                 });
             let _ = tx.send(result);
         });
-        rx.recv_timeout(CLOSE_TIMEOUT).unwrap_or(Ok(()))
+        rx.recv_timeout(CLOSE_TIMEOUT).unwrap_or_else(|_| {
+            Err(Error::Connection {
+                context: "cannot close the connection".into(),
+                reason: format!(
+                    "the broker did not answer within {}",
+                    seconds(CLOSE_TIMEOUT)
+                ),
+            })
+        })
     }
 
     /// Drops the connection without the closing handshake (after a failure that already
@@ -102,9 +113,11 @@ impl Endpoint {
                     options,
                     ConnectionTuning::default(),
                 ),
-                None => {
-                    Connection::insecure_open_stream(stream, options, ConnectionTuning::default())
-                }
+                None => Connection::insecure_open_stream(
+                    FrameGuard::new(stream, FRAME_MAX),
+                    options,
+                    ConnectionTuning::default(),
+                ),
             };
             let _ = done.send(result);
         });

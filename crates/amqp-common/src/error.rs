@@ -82,6 +82,10 @@ pub fn describe_amiquip(e: &amiquip::Error) -> String {
     use amiquip::Error as A;
     match e {
         A::UnexpectedSocketClose => "the connection was closed by the peer".into(),
+        // The frame guard's own explanation of a peer that does not speak AMQP.
+        A::IoErrorReadingSocket { source } if source.kind() == std::io::ErrorKind::InvalidData => {
+            source.to_string()
+        }
         A::IoErrorReadingSocket { source } | A::IoErrorWritingSocket { source } => {
             format!("connection failed: {}", io_reason(source))
         }

@@ -5,6 +5,7 @@ pub mod authfile;
 pub mod cli;
 pub mod connect;
 pub mod error;
+pub mod frame_guard;
 pub mod number;
 pub mod options;
 pub mod tls;
