@@ -21,8 +21,8 @@ RUN apt-get update \
 RUN rustup target add "$(uname -m)-unknown-linux-musl"
 WORKDIR /src
 COPY . .
-# --libc musl: fail here rather than fall back to glibc, whose static binaries cannot resolve
-# host names without NSS modules (absent in scratch).
+# --libc musl: this stage installs everything musl needs, so a failure is a real one; never
+# fall back to a (larger) static glibc build silently.
 RUN scripts/build-static --libc musl --out /rootfs/usr/bin \
  && mkdir -p /rootfs/etc/ssl/certs \
  && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ca-certificates.crt
