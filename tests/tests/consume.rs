@@ -293,6 +293,12 @@ fn options_and_command_words() {
                 None => cmd.env_remove("POSIXLY_CORRECT"),
             };
             let out = cmd.run();
+            if side.name == "reference" && *status == 0 && out.status() == 141 {
+                // The C tool loses a race with `echo`, which exits without reading its stdin:
+                // the body write gets SIGPIPE (§5.3). The message is then requeued.
+                assert_eq!(b.count(&q), Some(1), "{} {args:?}", side.name);
+                continue;
+            }
             assert_eq!(
                 out.status(),
                 *status,
