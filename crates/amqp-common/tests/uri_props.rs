@@ -210,4 +210,8 @@ fn fuzz_regressions() {
     let s = "amqp://u:p%3Aq@[::1a@:7.]";
     assert_eq!(parse(s).map(|u| u.host), Ok("::1a@:7.".to_string()));
     assert_eq!(mask_password(s), "amqp://u:****@[::1a@:7.]");
+    // Brackets holding '@' and ':' and no user info at all: nothing to mask.
+    let s = "amqp://[\0\0\u{11}@aa\0:\0\u{11}\0\0\0\0\0@\0\0\0]";
+    assert!(parse(s).is_ok());
+    assert_eq!(mask_password(s), s);
 }
