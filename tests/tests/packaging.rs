@@ -699,6 +699,39 @@ fn release_tarball_installs_into_a_prefix_and_works() {
         .run();
     again.expect_status(0);
     let first = std::fs::read(&tarball).expect("tarball");
-    let second = std::fs::read(again_dir.path().join(&name)).expect("second tarball");
-    assert!(first == second, "two builds of {name} differ");
+    let second_path = again_dir.path().join(&name);
+    let second = std::fs::read(&second_path).expect("second tarball");
+    assert!(
+        first == second,
+        "two builds of {name} differ in {:?} (did the sources change between the builds?)",
+        differing_members(&tarball, &second_path)
+    );
+}
+
+/// Paths inside two tarballs whose contents differ, for the failure message.
+fn differing_members(a: &Path, b: &Path) -> Vec<String> {
+    let unpack = |tarball: &Path| {
+        let dir = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
+        Cmd::new("tar")
+            .arg("xzf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(dir.path())
+            .run()
+            .expect_status(0);
+        dir
+    };
+    let (da, db) = (unpack(a), unpack(b));
+    let listing = Cmd::new("find")
+        .args([".", "-type", "f"])
+        .current_dir(da.path())
+        .run()
+        .stdout_str();
+    let mut differ: Vec<String> = listing
+        .lines()
+        .filter(|f| std::fs::read(da.path().join(f)).ok() != std::fs::read(db.path().join(f)).ok())
+        .map(str::to_string)
+        .collect();
+    differ.sort();
+    differ
 }
