@@ -175,8 +175,8 @@ fn consumer_whose_broker_closes_the_connection_mid_consume() {
     assert!(out.elapsed < deadline(), "took {:?}", out.elapsed);
 }
 
-/// A 10 MiB body is an ordinary message (RabbitMQ accepts up to 512 MiB): amqp-get prints it
-/// byte for byte and exits 0, as the C tool does.
+/// A 10 MiB body is an ordinary message (RabbitMQ 3.10 accepts up to 128 MiB by default):
+/// amqp-get prints it byte for byte and exits 0, as the C tool does.
 #[test]
 fn amqp_get_prints_a_10_mib_body() {
     let peer = BadPeer::start(Misbehaviour::HugeBody);
