@@ -377,17 +377,23 @@ impl Runner<'_> {
 
     fn settle(&mut self, d: Delivery, how: Settle) -> Step {
         if let (Some(n), true) = (self.plan.count, self.accepting) {
-            // Settling frees a prefetch slot. The channel-wide limit makes sure the broker can
-            // then send at most as many messages as --count still allows (received < n here,
-            // so the limit is at least 1; 0 would mean "no limit").
-            let limit = n.saturating_sub(self.settled).saturating_sub(1);
-            if let Ok(limit) = u16::try_from(limit) {
-                if limit > 0 && !matches!(self.channel_limit, Some(l) if l <= limit) {
-                    self.channel
-                        .qos(0, limit, true)
-                        .map_err(|e| fatal("cannot set the prefetch count", e))?;
-                    self.channel_limit = Some(limit);
-                }
+            // Settling frees a prefetch slot: the broker may then have at most `room`
+            // messages unacknowledged with us, or it would send more than --count allows
+            // (received < n here, so room is at least 1; a limit of 0 would mean "no limit").
+            let room = n.saturating_sub(self.settled).saturating_sub(1);
+            let limits = [self.plan.prefetch, self.channel_limit.unwrap_or(0)];
+            let effective = limits.into_iter().filter(|&l| l > 0).min();
+            if room > 0 && effective.map_or(true, |l| u64::from(l) > room) {
+                // basic.qos is a round trip: lower the limit with some slack (half the room,
+                // but never below what -j needs) so that it takes a few of them per run, not
+                // one per message.
+                let jobs = u64::try_from(self.plan.jobs).unwrap_or(u64::MAX);
+                let limit = room.div_ceil(2).max(jobs.min(room));
+                let limit = u16::try_from(limit).unwrap_or(u16::MAX);
+                self.channel
+                    .qos(0, limit, true)
+                    .map_err(|e| fatal("cannot set the prefetch count", e))?;
+                self.channel_limit = Some(limit);
             }
         }
         let result = match how {
@@ -451,6 +457,14 @@ enum Settle {
 /// read cannot block the loop; a command that exits or closes stdin early just ends the write
 /// (EPIPE, since Rust ignores SIGPIPE) and is judged by its exit status.
 fn feed(mut stdin: std::process::ChildStdin, body: Vec<u8>) {
+    // Most bodies fit in the pipe's buffer: written at once without blocking, they need no
+    // thread (starting one per message costs more than the write).
+    let body = match write_nonblocking(&stdin, &body) {
+        Ok(written) if written == body.len() => return,
+        Ok(written) => body[written..].to_vec(),
+        // EPIPE: the command ended or closed its stdin; it is judged by its exit status.
+        Err(_) => return,
+    };
     let spawned = std::thread::Builder::new()
         .name("body-writer".into())
         .spawn(move || {
@@ -462,6 +476,38 @@ fn feed(mut stdin: std::process::ChildStdin, body: Vec<u8>) {
             "{}: warning: cannot start a thread to write the message body: {e}",
             amqp_common::cli::program_name()
         );
+    }
+}
+
+/// Writes what the pipe takes now; leaves the descriptor blocking again for the rest.
+fn write_nonblocking(stdin: &std::process::ChildStdin, body: &[u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let fd = stdin.as_raw_fd();
+    // SAFETY: fcntl and write on a descriptor we own, with a buffer of the length given.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Ok(0);
+        }
+        let mut written = 0;
+        let result = loop {
+            if written == body.len() {
+                break Ok(written);
+            }
+            let n = libc::write(fd, body[written..].as_ptr().cast(), body.len() - written);
+            if n >= 0 {
+                written += n as usize;
+                continue;
+            }
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => break Ok(written),
+                _ => break Err(e),
+            }
+        };
+        libc::fcntl(fd, libc::F_SETFL, flags);
+        result
     }
 }
 
