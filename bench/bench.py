@@ -12,6 +12,7 @@ Started by bench/run, which builds our tools and installs what is missing; see b
 import argparse
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -57,7 +58,9 @@ def run(argv, stdin=None, stdout=None):
         actions.append((os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0))
     actions.append((os.POSIX_SPAWN_OPEN, 1, stdout or "/dev/null", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
     start = time.perf_counter()
-    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+    # Python ignores SIGPIPE and children would inherit that; a shell gives them the default.
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions,
+                         setsigdef=(signal.SIGPIPE,))
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - start
     if os.WIFSIGNALED(status):
@@ -77,7 +80,8 @@ def peak_rss(argv, tmp):
 
 
 def capture(argv, stdin_bytes=None):
-    p = subprocess.run(argv, input=stdin_bytes, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.run(argv, input=stdin_bytes, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       restore_signals=True)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
@@ -260,7 +264,7 @@ class Bench:
         self.broker.fresh(q)
         self.broker_fill_kept(q, path, n)
         out = os.path.join(self.tmp, "consume.out")
-        r = run([side.tool("amqp-consume"), "-q", q, "-c", str(n)] + extra + argv, stdout=out)
+        r = run([side.tool("amqp-consume"), "-q", q, "-c", str(n)] + extra + ["--"] + argv, stdout=out)
         left = self.broker.count_and_delete(q)
         if r.ok() and left == 0:
             row.add(side.name, n / r.wall)

@@ -1,3 +1,9 @@
+// Per message the AMQP client (amiquip, amq-protocol) makes over a dozen small allocations on
+// two threads. In the static musl build mimalloc halves the tool's instructions per message
+// (callgrind, 10,000-line -l publish: 201 M -> 108 M; glibc build: 128 M -> 113 M).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     amqp_common::cli::main("amqp-consume", amqp_consume::run)
 }

@@ -383,7 +383,7 @@ impl Runner<'_> {
             let room = n.saturating_sub(self.settled).saturating_sub(1);
             let limits = [self.plan.prefetch, self.channel_limit.unwrap_or(0)];
             let effective = limits.into_iter().filter(|&l| l > 0).min();
-            if room > 0 && effective.map_or(true, |l| u64::from(l) > room) {
+            if room > 0 && !matches!(effective, Some(l) if u64::from(l) <= room) {
                 // basic.qos is a round trip: lower the limit with some slack (half the room,
                 // but never below what -j needs) so that it takes a few of them per run, not
                 // one per message.
