@@ -126,16 +126,17 @@ pub struct Args {
     #[arg(short = 'j', long, value_name = "N", value_parser = c_int, allow_hyphen_values = true)]
     pub jobs: Option<i32>,
 
+    /// The command to run for each message, and its arguments (run directly, no shell; looked
+    /// up in PATH)
+    #[arg(value_name = "COMMAND", value_parser = clap::value_parser!(OsString))]
+    pub command: Vec<OsString>,
+
     #[command(flatten)]
     pub conn: ConnectionArgs,
 
     #[command(flatten)]
     pub help: HelpArgs,
 
-    /// The command to run for each message, and its arguments (run directly, no shell; looked
-    /// up in PATH)
-    #[arg(value_name = "COMMAND", value_parser = clap::value_parser!(OsString))]
-    pub command: Vec<OsString>,
 }
 
 /// Everything the delivery loop needs to know, checked.
