@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 //! Property tests: --authfile round-trips any user name and password of up to 117 bytes (the
 //! C tools' 128-byte line buffer) and refuses 118, and no input panics the parser.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 //! Property tests: `parse_c_int` reads numbers exactly as popt does with C's own
 //! `strtol(s, &end, 0)`, which serves as the reference model here.
 

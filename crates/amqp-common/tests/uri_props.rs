@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 //! Property tests pinning the AMQP URI rules (rabbitmq-c's `amqp_parse_url`) and the promise of
 //! `mask_password`: a password in a URI never reaches an error message.
 
