@@ -14,12 +14,12 @@
 //! }
 //! ```
 
+pub mod badpeer;
 mod bins;
 mod broker;
 mod cmd;
 mod ctl;
 mod net;
-pub mod badpeer;
 pub mod tls_node;
 
 pub use bins::{bin_dir, ours, reference, require_reference, sides, workspace_root, Side};

@@ -136,7 +136,6 @@ pub struct Args {
 
     #[command(flatten)]
     pub help: HelpArgs,
-
 }
 
 /// Everything the delivery loop needs to know, checked.
