@@ -114,9 +114,28 @@ fn first_line(rendered: &str) -> String {
 /// with its status.
 pub fn main(default_name: &str, run: impl FnOnce() -> Result<()>) -> ! {
     set_program_name(default_name);
-    let code = match run() {
-        Ok(()) => 0,
-        Err(e) => crate::error::report(program_name(), &e),
+    // A panic is a bug (ours, or in a library thread such as amiquip's I/O loop): report it as
+    // one line, without a backtrace, and fail with the ordinary error status.
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "{}: internal error{place}: {payload} (please report this)",
+            program_name()
+        );
+    }));
+    let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => crate::error::report(program_name(), &e),
+        Err(_) => 1,
     };
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -55,15 +55,21 @@ impl Session {
         })
     }
 
-    /// Drops the connection without the closing handshake (after a failure that already
-    /// decides the exit status); the broker requeues whatever was not acked.
+    /// Leaves the connection without the closing handshake, after a failure that already
+    /// decides the exit status; the broker requeues whatever was not acked when the process
+    /// exits and the socket closes. Nothing is torn down here on purpose: amiquip's I/O thread
+    /// can hit an internal assertion when a connection is dropped while the broker is closing
+    /// it, and the tool is about to exit anyway.
     pub fn abandon(self) {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            drop(self);
-            let _ = tx.send(());
-        });
-        let _ = rx.recv_timeout(Duration::from_secs(2));
+        std::mem::forget(self);
+    }
+
+    /// Another channel on the same connection, for operations whose failure closes their
+    /// channel (a passive declare of a missing queue) without disturbing channel 1.
+    pub fn open_channel(&mut self) -> Result<Channel> {
+        self.connection
+            .open_channel(None)
+            .map_err(|e| Error::amqp("cannot open a channel", e))
     }
 }
 

@@ -5,11 +5,11 @@ mod env;
 mod runner;
 mod signals;
 
-use amiquip::{Channel, FieldTable, QueueDeclareOptions};
+use amiquip::{FieldTable, QueueDeclareOptions};
 use amqp_common::number::c_int;
 use amqp_common::options::parse_seconds;
 use amqp_common::Result;
-use amqp_common::{check_short_string, ConnectionArgs, Endpoint, Error, HelpArgs, ParseOptions};
+use amqp_common::{check_short_string, ConnectionArgs, Error, HelpArgs, ParseOptions, Session};
 use clap::Parser;
 use std::ffi::OsString;
 use std::time::Duration;
@@ -254,8 +254,8 @@ pub fn run() -> Result<()> {
         check_short_string("a routing key", &key)?;
     }
     let endpoint = args.conn.endpoint()?;
-    let session = endpoint.connect()?;
-    let queue = match setup(&session.channel, &endpoint, &args) {
+    let mut session = endpoint.connect()?;
+    let queue = match setup(&mut session, &args) {
         Ok(q) => q,
         Err(e) => {
             session.abandon();
@@ -283,12 +283,12 @@ pub fn run() -> Result<()> {
 }
 
 /// Declares and binds as the C tool does, with its fixes; returns the queue to consume from.
-fn setup(channel: &Channel, endpoint: &Endpoint, args: &Args) -> Result<String> {
+fn setup(session: &mut Session, args: &Args) -> Result<String> {
     let must_declare =
         args.queue.is_none() || args.exchange.is_some() || args.declare || args.exclusive;
     let mut queue = args.queue.clone().unwrap_or_default();
     if must_declare {
-        let exists = !args.exclusive && !queue.is_empty() && queue_exists(endpoint, &queue)?;
+        let exists = !args.exclusive && !queue.is_empty() && queue_exists(session, &queue)?;
         if !exists {
             let options = QueueDeclareOptions {
                 durable: false,
@@ -296,7 +296,8 @@ fn setup(channel: &Channel, endpoint: &Endpoint, args: &Args) -> Result<String> 
                 auto_delete: true,
                 arguments: FieldTable::new(),
             };
-            let declared = channel
+            let declared = session
+                .channel
                 .queue_declare(queue.as_str(), options)
                 .map_err(|e| Error::amqp(format!("cannot declare queue '{queue}'"), e))?;
             queue = declared.name().to_string();
@@ -307,7 +308,8 @@ fn setup(channel: &Channel, endpoint: &Endpoint, args: &Args) -> Result<String> 
     }
     if let Some(exchange) = &args.exchange {
         for key in args.binding_keys() {
-            channel
+            session
+                .channel
                 .queue_bind(
                     queue.as_str(),
                     exchange.as_str(),
@@ -327,23 +329,17 @@ fn setup(channel: &Channel, endpoint: &Endpoint, args: &Args) -> Result<String> 
     Ok(queue)
 }
 
-/// Whether the queue exists, asked on a connection of its own: a passive declare of a missing
-/// queue closes the channel it was sent on, and amqp-common's Session has only channel 1.
-fn queue_exists(endpoint: &Endpoint, queue: &str) -> Result<bool> {
-    let probe = endpoint.connect()?;
-    match probe.channel.queue_declare_passive(queue) {
+/// Whether the queue exists, asked on a channel of its own: a passive declare of a missing
+/// queue closes the channel it was sent on.
+fn queue_exists(session: &mut Session, queue: &str) -> Result<bool> {
+    let probe = session.open_channel()?;
+    match probe.queue_declare_passive(queue) {
         Ok(_) => {
             let _ = probe.close();
             Ok(true)
         }
-        Err(amiquip::Error::ServerClosedChannel { code: 404, .. }) => {
-            probe.abandon();
-            Ok(false)
-        }
-        Err(e) => {
-            probe.abandon();
-            Err(Error::amqp(format!("cannot look up queue '{queue}'"), e))
-        }
+        Err(amiquip::Error::ServerClosedChannel { code: 404, .. }) => Ok(false),
+        Err(e) => Err(Error::amqp(format!("cannot look up queue '{queue}'"), e)),
     }
 }
 
