@@ -178,3 +178,13 @@ pub fn restore_sigpipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
+
+/// Writes one line (the tools' whole stdout) and flushes it, so that a full disk or a closed
+/// pipe is reported before the tool says it succeeded.
+pub fn print_line(line: &str, what: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io(format!("cannot write {what} to stdout"), &e))
+}

@@ -64,6 +64,22 @@ impl Session {
         std::mem::forget(self);
     }
 
+    /// Runs `work` on channel 1, then closes the session cleanly; after a failure the
+    /// connection is abandoned instead (the exit status is decided, the broker requeues what
+    /// was not acked).
+    pub fn finish<T>(self, work: impl FnOnce(&Channel) -> Result<T>) -> Result<T> {
+        match work(&self.channel) {
+            Ok(value) => {
+                self.close()?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.abandon();
+                Err(e)
+            }
+        }
+    }
+
     /// Another channel on the same connection, for operations whose failure closes their
     /// channel (a passive declare of a missing queue) without disturbing channel 1.
     pub fn open_channel(&mut self) -> Result<Channel> {

@@ -1,9 +1,9 @@
 //! amqp-declare-queue: declares a queue (or checks that one exists) and prints its name.
 
 use amiquip::{AmqpValue, FieldTable, QueueDeclareOptions};
+use amqp_common::cli::print_line;
 use amqp_common::{check_short_string, ConnectionArgs, Error, HelpArgs, ParseOptions, Result};
 use clap::{Parser, ValueEnum};
-use std::io::Write;
 
 /// The queue types RabbitMQ knows, sent as the `x-queue-type` argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -159,26 +159,17 @@ pub fn run() -> Result<()> {
     }
     let options = declare_options(&args)?;
     let session = args.conn.endpoint()?.connect()?;
-    let declared = if args.passive {
-        session.channel.queue_declare_passive(queue.as_str())
-    } else {
-        session.channel.queue_declare(queue.as_str(), options)
-    };
-    let name = match declared {
-        Ok(q) => q.name().to_string(),
-        Err(e) => {
-            let what = if args.passive { "check" } else { "declare" };
-            let err = Error::amqp(format!("cannot {what} queue '{queue}'"), e);
-            session.abandon();
-            return Err(err);
-        }
-    };
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{name}").and_then(|()| out.flush()) {
-        session.abandon();
-        return Err(Error::io("cannot write the queue name to stdout", &e));
-    }
-    session.close()
+    session.finish(|channel| {
+        let declared = if args.passive {
+            channel.queue_declare_passive(queue.as_str())
+        } else {
+            channel.queue_declare(queue.as_str(), options)
+        };
+        let what = if args.passive { "check" } else { "declare" };
+        let declared =
+            declared.map_err(|e| Error::amqp(format!("cannot {what} queue '{queue}'"), e))?;
+        print_line(declared.name(), "the queue name")
+    })
 }
 
 #[cfg(test)]

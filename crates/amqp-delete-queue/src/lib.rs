@@ -1,9 +1,9 @@
 //! amqp-delete-queue: deletes a queue and prints how many messages it held.
 
 use amiquip::QueueDeleteOptions;
+use amqp_common::cli::print_line;
 use amqp_common::{check_short_string, ConnectionArgs, Error, HelpArgs, ParseOptions, Result};
 use clap::Parser;
-use std::io::Write;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,23 +50,15 @@ pub fn run() -> Result<()> {
         .filter(|q| !q.is_empty())
         .ok_or_else(|| Error::usage("no queue given: use -q QUEUE (a non-empty name)"))?;
     check_short_string("the queue name", &queue)?;
-    let session = args.conn.endpoint()?.connect()?;
     let options = QueueDeleteOptions {
         if_unused: args.if_unused,
         if_empty: args.if_empty,
     };
-    let count = match session.channel.queue_delete(queue.as_str(), options) {
-        Ok(n) => n,
-        Err(e) => {
-            let err = Error::amqp(format!("cannot delete queue '{queue}'"), e);
-            session.abandon();
-            return Err(err);
-        }
-    };
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{count}").and_then(|()| out.flush()) {
-        session.abandon();
-        return Err(Error::io("cannot write the message count to stdout", &e));
-    }
-    session.close()
+    let session = args.conn.endpoint()?.connect()?;
+    session.finish(|channel| {
+        let count = channel
+            .queue_delete(queue.as_str(), options)
+            .map_err(|e| Error::amqp(format!("cannot delete queue '{queue}'"), e))?;
+        print_line(&count.to_string(), "the message count")
+    })
 }

@@ -43,28 +43,26 @@ pub fn run() -> Result<()> {
     check_short_string("the queue name", &queue)?;
     let endpoint = args.conn.endpoint()?;
     let session = endpoint.connect()?;
-    let got = match session.channel.basic_get(queue.as_str(), false) {
-        Ok(got) => got,
-        Err(e) => {
-            let err = Error::amqp(format!("cannot get a message from queue '{queue}'"), e);
-            // The broker closed the channel; dropping the connection would wait on a close
-            // handshake with no time bound.
-            session.abandon();
-            return Err(err);
-        }
-    };
-    let Some(got) = got else {
-        session.close()?;
-        return Err(Error::Status(EMPTY));
-    };
-    // The message is acked only once its body is out, so a failed write loses nothing: the
-    // broker requeues it. (A closed pipe ends the tool by SIGPIPE, as the C tool's.)
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(&got.delivery.body).and_then(|()| out.flush()) {
-        session.abandon();
-        return Err(Error::io("cannot write the message to stdout", &e));
+    let got_one = session.finish(|channel| {
+        let got = channel
+            .basic_get(queue.as_str(), false)
+            .map_err(|e| Error::amqp(format!("cannot get a message from queue '{queue}'"), e))?;
+        let Some(got) = got else {
+            return Ok(false);
+        };
+        // The message is acked only once its body is out, so a failed write loses nothing:
+        // the broker requeues it. (A closed pipe ends the tool by SIGPIPE, as the C tool's.)
+        let mut out = std::io::stdout().lock();
+        out.write_all(&got.delivery.body)
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::io("cannot write the message to stdout", &e))?;
+        got.ack(channel)
+            .map_err(|e| Error::amqp("cannot acknowledge the message", e))?;
+        Ok(true)
+    })?;
+    if got_one {
+        Ok(())
+    } else {
+        Err(Error::Status(EMPTY))
     }
-    got.ack(&session.channel)
-        .map_err(|e| Error::amqp("cannot acknowledge the message", e))?;
-    session.close()
 }
