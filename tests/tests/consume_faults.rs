@@ -427,7 +427,7 @@ impl Rng {
 
 fn ledger_worker(q: &str, ledger: &Path) -> Cmd {
     // Fails about 20% of the time, after reading the body; successes are logged.
-    let script = r#"n=$(cat); r=$(od -An -N1 -tu1 /dev/urandom); [ "$r" -lt 51 ] && exit 1; echo "$n" >> "$0""#;
+    let script = r#"n=$(cat); r=$(od -An -N1 -tu1 /dev/urandom); if [ "$r" -lt 51 ]; then echo "$n" >> "$0.failed"; exit 1; fi; echo "$n" >> "$0""#;
     consume()
         .args([
             "-q",
@@ -488,6 +488,19 @@ fn ledger_with_random_failures_and_restarts() {
     let text = std::fs::read_to_string(&ledger).unwrap();
     let seen: HashSet<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
     let missing: Vec<u32> = (1..=1000).filter(|n| !seen.contains(n)).collect();
+    let failures =
+        std::fs::read_to_string(dir.path().join("ledger.failed")).map_or(0, |t| t.lines().count());
+    eprintln!(
+        "ledger: published 1000, processed successfully {} times ({} distinct), failures \
+         injected {failures}, consumers killed {restarts}, lost {}",
+        text.lines().count(),
+        seen.len(),
+        missing.len()
+    );
     assert!(missing.is_empty(), "never processed: {missing:?}");
     assert!(restarts > 0);
+    assert!(
+        failures > 0,
+        "the worker never failed: the test proved nothing"
+    );
 }
