@@ -10,7 +10,7 @@ complete -c amqp-declare-queue -l vhost -d 'Virtual host (default /)' -r
 complete -c amqp-declare-queue -l username -d 'User name (default guest)' -r
 complete -c amqp-declare-queue -l password -d 'Password (default guest); prefer --authfile, which keeps it out of the process list' -r
 complete -c amqp-declare-queue -l authfile -d 'Read the user name and password from FILE: two lines, "username:USER" and "password:PASSWORD", each ending with a newline' -r -F
-complete -c amqp-declare-queue -l heartbeat -d 'Heartbeat interval in seconds, 0 to turn heartbeats off (default 60)' -r
+complete -c amqp-declare-queue -l heartbeat -d 'Heartbeat interval in seconds, 0 to turn heartbeats off (default 30)' -r
 complete -c amqp-declare-queue -l connect-timeout -d 'Give up if connecting (DNS, TCP, TLS and the AMQP handshake) takes longer than SECS (default 30)' -r
 complete -c amqp-declare-queue -l cacert -d 'Also trust the CA certificates in FILE (PEM) when verifying the broker' -r -F
 complete -c amqp-declare-queue -l cert -d 'Client certificate (PEM), sent when the broker asks for one; needs --key' -r -F

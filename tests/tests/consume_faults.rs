@@ -225,7 +225,8 @@ fn connection_cut_mid_consume() {
     b.publish(&q, b"cut");
     let proxy = Proxy::to_broker();
     let mut run = consume_via(&proxy.url())
-        .args(["-q", &q, "-c", "1", "--", "sh", "-c", "cat; exec sleep 3"])
+        .args(["-q", &q, "-c", "1", "--", "sh", "-c"])
+        .arg("cat; exec sleep 60 >/dev/null 2>&1")
         .spawn();
     assert!(wait_until(Duration::from_secs(10), || run.stdout_now() == b"cut"));
     let cut_at = Instant::now();
@@ -238,6 +239,38 @@ fn connection_cut_mid_consume() {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(out.stderr.contains("connection"), "{}", out.stderr);
     assert!(wait_until(Duration::from_secs(10), || b.count(&q) == Some(1)));
+}
+
+// A broker that goes silent (no FIN, no RST: a dead host, a partition) while a command runs
+// is noticed by its missing heartbeats: exit 1 after about two intervals, not when the command
+// ends; the message goes back to the queue. (The command's output is redirected so that the
+// test's pipes close when amqp-consume exits.)
+#[test]
+fn silent_broker_is_noticed_by_heartbeats() {
+    let b = Broker::connect();
+    let q = b.temp_queue("f-silent");
+    b.publish(&q, b"silent");
+    let proxy = Proxy::to_broker();
+    let mut run = consume_via(&proxy.url())
+        .args(["-q", &q, "--heartbeat", "1", "--", "sh", "-c"])
+        .arg("cat; exec sleep 60 >/dev/null 2>&1")
+        .spawn();
+    assert!(wait_until(Duration::from_secs(10), || run.stdout_now() == b"silent"));
+    let silent_at = Instant::now();
+    proxy.pause();
+    let out = run
+        .wait_timeout(Duration::from_secs(20))
+        .expect("exits once the heartbeats stop");
+    assert!(
+        silent_at.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        silent_at.elapsed()
+    );
+    assert_eq!(out.status(), 1);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("connection"), "{}", out.stderr);
+    // The broker misses our heartbeats too, drops the connection and requeues the message.
+    assert!(wait_until(Duration::from_secs(20), || b.count(&q) == Some(1)));
 }
 
 // The Job pattern: 8 items, 11 runs two at a time with -c 1 --exit-when-empty.

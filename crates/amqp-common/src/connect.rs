@@ -80,6 +80,17 @@ impl Session {
         }
     }
 
+    /// A receiver that reports the connection's death: it disconnects when amiquip's I/O
+    /// thread ends (socket closed, missed heartbeats, broker close), whatever the channels are
+    /// doing. Its messages (connection.blocked / unblocked) may be ignored.
+    pub fn liveness(
+        &mut self,
+    ) -> Result<crossbeam_channel::Receiver<amiquip::ConnectionBlockedNotification>> {
+        self.connection
+            .listen_for_connection_blocked()
+            .map_err(|e| Error::amqp("cannot watch the connection", e))
+    }
+
     /// Another channel on the same connection, for operations whose failure closes their
     /// channel (a passive declare of a missing queue) without disturbing channel 1.
     pub fn open_channel(&mut self) -> Result<Channel> {

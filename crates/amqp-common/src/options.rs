@@ -14,9 +14,9 @@ use std::time::Duration;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Heartbeat interval asked for when --heartbeat is not given. The C tools ask for none, which
-/// leaves a consumer waiting forever on a dead broker; with 60 s a lost peer is noticed within
-/// about two minutes.
-pub const DEFAULT_HEARTBEAT: u16 = 60;
+/// leaves a consumer waiting forever on a dead broker. The connection is declared dead after two
+/// silent intervals, so 30 s notices a lost broker within a minute; the broker may lower it.
+pub const DEFAULT_HEARTBEAT: u16 = 30;
 
 /// Connection options, flattened into every tool's command line.
 #[derive(Args, Debug, Clone, Default)]
@@ -53,7 +53,7 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
     pub authfile: Option<PathBuf>,
 
-    /// Heartbeat interval in seconds, 0 to turn heartbeats off (default 60)
+    /// Heartbeat interval in seconds, 0 to turn heartbeats off (default 30)
     #[arg(long, value_name = "SECS", value_parser = c_int, allow_hyphen_values = true)]
     pub heartbeat: Option<i32>,
 

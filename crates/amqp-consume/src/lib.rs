@@ -262,7 +262,10 @@ pub fn run() -> Result<()> {
             return Err(e);
         }
     };
-    let outcome = runner::run(&session.channel, &queue, &plan, &signal_events);
+    let outcome = match session.liveness() {
+        Ok(alive) => runner::run(&session.channel, &queue, &plan, &signal_events, &alive),
+        Err(e) => Err(runner::Failure::Fatal(e)),
+    };
     match outcome {
         Ok(status) => {
             session.close()?;

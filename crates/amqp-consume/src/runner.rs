@@ -4,10 +4,12 @@
 
 use crate::signals::{self, ExitKind};
 use crate::{env, OnFailure, Plan};
-use amiquip::{Channel, Consumer, ConsumerMessage, ConsumerOptions, Delivery};
+use amiquip::{
+    Channel, ConnectionBlockedNotification, Consumer, ConsumerMessage, ConsumerOptions, Delivery,
+};
 use amqp_common::Error;
 use crossbeam_channel::{Receiver, RecvError, Select};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -40,6 +42,7 @@ pub fn run(
     queue: &str,
     plan: &Plan,
     signal_events: &Receiver<i32>,
+    alive: &Receiver<ConnectionBlockedNotification>,
 ) -> Step<i32> {
     let consume_context = || format!("cannot consume from queue '{queue}'");
     if plan.count == Some(0) {
@@ -89,11 +92,12 @@ pub fn run(
         settled: 0,
         channel_limit,
         running: HashMap::new(),
+        pending: VecDeque::new(),
         exit: None,
         idle_since: now,
         empty_check_at: now,
     };
-    runner.run(&deliveries, signal_events)
+    runner.run(&deliveries, signal_events, alive)
 }
 
 /// A command that is running, with the message it is working on (`None` when that message was
@@ -140,6 +144,10 @@ struct Runner<'a> {
     /// The channel-wide prefetch limit currently set (basic.qos global), if any.
     channel_limit: Option<u16>,
     running: HashMap<i32, Job>,
+    /// Deliveries received while every job slot was busy, started in order as slots free up.
+    /// The consumer channel is read even then, so that a lost connection is noticed while
+    /// commands run (the broker's prefetch limit bounds how many wait here).
+    pending: VecDeque<Delivery>,
     exit: Option<Exit>,
     idle_since: Instant,
     empty_check_at: Instant,
@@ -150,19 +158,27 @@ impl Runner<'_> {
         &mut self,
         deliveries: &Receiver<ConsumerMessage>,
         signal_events: &Receiver<i32>,
+        alive: &Receiver<ConnectionBlockedNotification>,
     ) -> Step<i32> {
         loop {
+            self.start_pending()?;
             // Wait for the broker's cancel-ok to reach the consumer channel before dropping it:
             // amiquip's I/O thread dies if it finds that channel dropped.
-            if !self.accepting && self.running.is_empty() && self.rx_done {
+            if !self.accepting && self.running.is_empty() && self.pending.is_empty() && self.rx_done
+            {
                 break;
             }
+            // Room for another command: what the --exit-when-empty check waits for.
             let take = !self.rx_done
-                && (!(self.accepting || self.draining) || self.running.len() < self.plan.jobs);
+                && (!(self.accepting || self.draining)
+                    || (self.running.len() < self.plan.jobs && self.pending.is_empty()));
             let event = {
                 let mut sel = Select::new();
-                let rx_index = take.then(|| sel.recv(deliveries));
+                let rx_index = (!self.rx_done).then(|| sel.recv(deliveries));
                 let sig_index = sel.recv(signal_events);
+                // After the consumer is cancelled, or while every job slot is busy, this is what
+                // tells that the broker is gone (closed socket, missed heartbeats).
+                let alive_index = sel.recv(alive);
                 let selected = match self.next_timeout(take) {
                     Some(t) => sel.select_timeout(t).ok(),
                     None => Some(sel.select()),
@@ -172,6 +188,10 @@ impl Runner<'_> {
                     Some(op) if Some(op.index()) == rx_index => {
                         Event::Consumer(op.recv(deliveries))
                     }
+                    Some(op) if op.index() == alive_index => match op.recv(alive) {
+                        Ok(_) => Event::Timer,
+                        Err(_) => Event::Consumer(Err(RecvError)),
+                    },
                     Some(op) => {
                         debug_assert_eq!(op.index(), sig_index);
                         match op.recv(signal_events) {
@@ -255,7 +275,14 @@ impl Runner<'_> {
     fn on_consumer_message(&mut self, msg: Result<ConsumerMessage, RecvError>) -> Step {
         let context = || format!("consuming from queue '{}'", self.queue);
         match msg {
-            Ok(ConsumerMessage::Delivery(d)) => self.on_delivery(d),
+            Ok(ConsumerMessage::Delivery(d)) => {
+                if (self.accepting || self.draining) && self.running.len() >= self.plan.jobs {
+                    self.pending.push_back(d);
+                    Ok(())
+                } else {
+                    self.on_delivery(d)
+                }
+            }
             Ok(ConsumerMessage::ClientCancelled) => {
                 self.rx_done = true;
                 Ok(())
@@ -343,6 +370,18 @@ impl Runner<'_> {
                 self.stop(Stop::Error(err))
             }
         }
+    }
+
+    /// Starts waiting deliveries while job slots are free (or lets them go back to the broker,
+    /// unacknowledged, once stopping).
+    fn start_pending(&mut self) -> Step {
+        while self.running.len() < self.plan.jobs {
+            let Some(d) = self.pending.pop_front() else {
+                break;
+            };
+            self.on_delivery(d)?;
+        }
+        Ok(())
     }
 
     fn on_child_exit(&mut self, pid: i32, kind: ExitKind) -> Step {
