@@ -190,7 +190,7 @@ impl Runner<'_> {
                     }
                     Some(op) if op.index() == alive_index => match op.recv(alive) {
                         Ok(_) => Event::Timer,
-                        Err(_) => Event::Consumer(Err(RecvError)),
+                        Err(_) => Event::Consumer(closing_reason(deliveries)),
                     },
                     Some(op) => {
                         debug_assert_eq!(op.index(), sig_index);
@@ -483,6 +483,24 @@ impl Runner<'_> {
                 .map_err(|e| fatal("cannot cancel the consumer", e))?;
         }
         Ok(())
+    }
+}
+
+/// The connection is gone. The broker's reason, if it gave one (connection.close, a deleted
+/// queue), reaches the consumer channel just after the connection watch ends: wait a moment
+/// for it. Deliveries still queued there cannot be acked any more; the broker requeues them.
+fn closing_reason(deliveries: &Receiver<ConsumerMessage>) -> Result<ConsumerMessage, RecvError> {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        match deliveries.recv_deadline(deadline) {
+            Ok(
+                m @ (ConsumerMessage::ServerClosedConnection(_)
+                | ConsumerMessage::ServerClosedChannel(_)
+                | ConsumerMessage::ServerCancelled),
+            ) => return Ok(m),
+            Ok(_) => {}
+            Err(_) => return Err(RecvError),
+        }
     }
 }
 
