@@ -207,9 +207,15 @@ fn parse_port(s: &[u8]) -> Result<u16, UriError> {
 /// (a mistyped scheme) the whole input is searched, which may mask more than the password but
 /// never less.
 pub fn mask_password(input: &str) -> String {
-    let start = input.find("://").map_or(0, |i| i + 3);
+    let valid = parse(input).is_ok();
+    // Only a real amqp:// or amqps:// prefix is skipped; in anything else the first ':' may
+    // already open the password, and masking a little too much is the safe side.
+    let start = ["amqp://", "amqps://"]
+        .iter()
+        .find(|p| input.starts_with(*p))
+        .map_or(0, |p| p.len());
     let after = &input[start..];
-    let at = if parse(input).is_ok() {
+    let at = if valid {
         match (after.find('@'), after.find('[')) {
             (Some(at), Some(bracket)) if bracket < at => None,
             (at, _) => at,
@@ -312,6 +318,12 @@ mod tests {
         ] {
             assert_eq!(parse(s), Err(UriError), "{s:?} should be refused");
         }
+    }
+
+    #[test]
+    fn masking_when_the_scheme_separator_follows_the_password() {
+        // Found by the property test: no scheme, and "://" only after the '@'.
+        assert_eq!(mask_password(":Sup3rS3cret@://"), ":****@://");
     }
 
     #[test]

@@ -165,7 +165,11 @@ proptest! {
     #[test]
     fn mask_never_leaves_the_password(
         scheme in prop_oneof![Just("amqp://"), Just("amqps://"), Just("amqp:/"), Just("http://"), Just("")],
-        user in "[^:]{0,8}".prop_filter("no scheme separator", |u| !u.contains("://")),
+        // A user part that starts with '[' makes "[:...@]" a valid IPv6 host literal: there is
+        // no password in it to hide.
+        user in "[^:]{0,8}".prop_filter("no scheme separator, no host literal", |u| {
+            !u.contains("://") && !u.starts_with('[')
+        }),
         noise in ".{0,8}",
         rest in ".{0,16}",
     ) {
