@@ -8,22 +8,13 @@
 
 use amqp_tools_tests::amiquip::ConsumerOptions;
 use amqp_tools_tests::{
-    ours, queue_info, require_reference, unique, Broker, Cmd, Output, Proxy, QueueInfo,
+    ours, queue_info, require_reference, sides, unique, Broker, Cmd, Output, Proxy, QueueInfo, Side,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const DECLARE: &str = "amqp-declare-queue";
 const DELETE: &str = "amqp-delete-queue";
-
-/// The implementations to run: ours, then the C tool when installed.
-fn sides(tool: &str) -> Vec<(&'static str, PathBuf)> {
-    let mut v = vec![("ours", ours(tool))];
-    if let Some(c) = require_reference(tool) {
-        v.push(("reference", c));
-    }
-    v
-}
 
 fn run(bin: &Path, args: &[&str]) -> Output {
     Cmd::new(bin)
@@ -96,7 +87,7 @@ fn declare_prints_the_name_and_is_idempotent() {
     // §12.31 and §11.1.
     let broker = Broker::connect();
     let mut seen = Vec::new();
-    for (side, bin) in sides(DECLARE) {
+    for Side { name: side, bin } in sides(DECLARE) {
         let q = unique(&format!("dd-decl-{side}"));
         broker.cleanup_queue(&q);
         for _ in 0..2 {
@@ -120,7 +111,7 @@ fn declare_prints_the_name_and_is_idempotent() {
 #[test]
 fn declare_durable() {
     let broker = Broker::connect();
-    for (side, bin) in sides(DECLARE) {
+    for Side { name: side, bin } in sides(DECLARE) {
         let q = unique(&format!("dd-dur-{side}"));
         broker.cleanup_queue(&q);
         let out = run(&bin, &["-d", "-q", &q]);
@@ -146,7 +137,7 @@ fn declare_durable() {
 fn declare_server_named() {
     // §12.32 and §11.7: the queue stays (not auto-delete, not exclusive).
     let broker = Broker::connect();
-    for (side, bin) in sides(DECLARE) {
+    for Side { name: side, bin } in sides(DECLARE) {
         let out = run(&bin, &["-q", ""]);
         out.expect_status(0);
         let text = out.stdout_str();
@@ -175,7 +166,7 @@ fn declare_server_named() {
 #[test]
 fn declare_without_queue() {
     // §12.34.
-    for (_, bin) in sides(DECLARE) {
+    for Side { name: _, bin } in sides(DECLARE) {
         fails(&run(&bin, &[]), &["queue"]);
     }
 }
@@ -183,7 +174,7 @@ fn declare_without_queue() {
 #[test]
 fn declare_reserved_prefix() {
     // §7: amq.* names are the broker's.
-    for (_, bin) in sides(DECLARE) {
+    for Side { name: _, bin } in sides(DECLARE) {
         fails(&run(&bin, &["-q", "amq.x"]), &["403", "amq."]);
     }
 }
@@ -195,7 +186,7 @@ fn names_over_255_bytes() {
     let proxy = Proxy::to_broker();
     let url = proxy.url();
     for tool in [DECLARE, DELETE] {
-        for (side, bin) in sides(tool) {
+        for Side { name: side, bin } in sides(tool) {
             let before = proxy.connections();
             let out = run_bare(&bin, &["-q", &long, "-u", &url]);
             fails(&out, &["255"]);
@@ -214,7 +205,7 @@ fn names_over_255_bytes() {
 
 #[test]
 fn declare_then_operand_is_refused() {
-    for (_, bin) in sides(DECLARE) {
+    for Side { name: _, bin } in sides(DECLARE) {
         let q = unique("dd-operand");
         fails(&run(&bin, &["-q", &q, "extra"]), &["extra"]);
         assert!(queue_info(&q).is_none(), "nothing declared");
@@ -227,7 +218,11 @@ fn declare_then_operand_is_refused() {
 fn delete_prints_the_message_count() {
     // §12.35 and §11.5.
     let broker = Broker::connect();
-    for (side, delete) in sides(DELETE) {
+    for Side {
+        name: side,
+        bin: delete,
+    } in sides(DELETE)
+    {
         let q = broker.temp_queue(&format!("dd-del3-{}", side));
         for body in ["a", "b", "c"] {
             broker.publish(&q, body.as_bytes());
@@ -258,7 +253,7 @@ fn delete_prints_the_message_count() {
 #[test]
 fn delete_missing_queue_succeeds() {
     // §12.36 and §11.6.
-    for (side, bin) in sides(DELETE) {
+    for Side { name: side, bin } in sides(DELETE) {
         let q = unique(&format!("dd-never-{side}"));
         let out = run(&bin, &["-q", &q]);
         out.expect_status(0);
@@ -271,7 +266,7 @@ fn delete_missing_queue_succeeds() {
 fn delete_if_empty_keeps_a_full_queue() {
     // §12.37 and §11.9, with the long and the short flag.
     let broker = Broker::connect();
-    for (side, bin) in sides(DELETE) {
+    for Side { name: side, bin } in sides(DELETE) {
         let q = broker.temp_queue(&format!("dd-ifempty-{side}"));
         for body in ["a", "b", "c"] {
             broker.publish(&q, body.as_bytes());
@@ -294,7 +289,7 @@ fn delete_if_empty_keeps_a_full_queue() {
 fn delete_if_unused_keeps_a_consumed_queue() {
     // §12.38 and §11.10.
     let broker = Broker::connect();
-    for (side, bin) in sides(DELETE) {
+    for Side { name: side, bin } in sides(DELETE) {
         let q = broker.temp_queue(&format!("dd-inuse-{side}"));
         let channel = broker.channel();
         let consumer = channel
@@ -311,7 +306,7 @@ fn delete_if_unused_keeps_a_consumed_queue() {
 fn delete_dash_u_is_url() {
     // §12.38 and §11.11: -u is --url in amqp-delete-queue too.
     let broker = Broker::connect();
-    for (side, bin) in sides(DELETE) {
+    for Side { name: side, bin } in sides(DELETE) {
         let q = broker.temp_queue(&format!("dd-dashu-{side}"));
         fails(&run_bare(&bin, &["-q", &q, "-u"]), &["-u"]);
         let out = run_bare(&bin, &["-u", "-q", &q]);
@@ -330,7 +325,7 @@ fn delete_dash_u_is_url() {
 #[test]
 fn delete_requires_a_non_empty_queue() {
     // §12.39 and §11.32.
-    for (_, bin) in sides(DELETE) {
+    for Side { name: _, bin } in sides(DELETE) {
         fails(&run(&bin, &["-q", ""]), &["queue"]);
         fails(&run(&bin, &[]), &["queue"]);
     }
@@ -340,7 +335,7 @@ fn delete_requires_a_non_empty_queue() {
 fn delete_clustered_flags() {
     // §11.12: -eq Q is -e -q Q; -qe Q is queue "e" plus the operand Q.
     let broker = Broker::connect();
-    for (side, bin) in sides(DELETE) {
+    for Side { name: side, bin } in sides(DELETE) {
         let q = broker.temp_queue(&format!("dd-cluster-{side}"));
         let out = run(&bin, &["-eq", &q]);
         out.expect_status(0);

@@ -3,21 +3,13 @@
 //! an empty queue, status 1 with one stderr line on errors.
 
 use amqp_tools_tests::amiquip::AmqpProperties;
-use amqp_tools_tests::{ours, require_reference, unique, Broker, Cmd, Output, Proxy};
+use amqp_tools_tests::{ours, require_reference, sides, unique, Broker, Cmd, Output, Proxy, Side};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const GET: &str = "amqp-get";
-
-fn sides(tool: &str) -> Vec<(&'static str, PathBuf)> {
-    let mut v = vec![("ours", ours(tool))];
-    if let Some(c) = require_reference(tool) {
-        v.push(("reference", c));
-    }
-    v
-}
 
 fn cmd(bin: &Path, args: &[&str]) -> Cmd {
     Cmd::new(bin)
@@ -67,7 +59,7 @@ fn noise(len: usize) -> Vec<u8> {
 fn prints_the_body_exactly_then_reports_empty() {
     // §12.41 and §11.2–4.
     let broker = Broker::connect();
-    for (side, bin) in sides(GET) {
+    for Side { name: side, bin } in sides(GET) {
         let q = broker.temp_queue(&format!("get-hello-{side}"));
         broker.publish(&q, b"hello");
         broker.publish(&q, b"two\nlines\n");
@@ -92,7 +84,7 @@ fn prints_the_body_exactly_then_reports_empty() {
 fn empty_body_and_properties() {
     // An empty body prints nothing with status 0; properties and headers are never printed.
     let broker = Broker::connect();
-    for (side, bin) in sides(GET) {
+    for Side { name: side, bin } in sides(GET) {
         let q = broker.temp_queue(&format!("get-props-{side}"));
         broker.publish(&q, b"");
         let props = AmqpProperties::default()
@@ -115,7 +107,7 @@ fn binary_bodies_round_trip() {
     // §12.54 and §11.66: 300 KB of arbitrary bytes, several body frames.
     let broker = Broker::connect();
     let body = noise(300 * 1024);
-    for (side, bin) in sides(GET) {
+    for Side { name: side, bin } in sides(GET) {
         let q = broker.temp_queue(&format!("get-bin-{side}"));
         broker.publish(&q, &body);
         let out = get(&bin, &q);
@@ -158,7 +150,7 @@ fn binary_round_trip_through_amqp_publish() {
 fn missing_queue_option_and_missing_queue() {
     // §12.53 and §6.
     let broker = Broker::connect();
-    for (side, bin) in sides(GET) {
+    for Side { name: side, bin } in sides(GET) {
         fails(side, &cmd(&bin, &[]).run(), &["queue"]);
         let q = unique(&format!("get-nosuch-{side}"));
         let out = get(&bin, &q);
@@ -181,7 +173,7 @@ fn long_queue_name() {
     // §11.40: ours refuses before connecting, C fails to encode after connecting.
     let proxy = Proxy::to_broker();
     let long = "q".repeat(300);
-    for (side, bin) in sides(GET) {
+    for Side { name: side, bin } in sides(GET) {
         let before = proxy.connections();
         let out = Cmd::new(&bin)
             .args(["-q", &long, "-u", &proxy.url()])
@@ -197,7 +189,7 @@ fn long_queue_name() {
 #[test]
 fn only_one_message_is_taken() {
     let broker = Broker::connect();
-    for (side, bin) in sides(GET) {
+    for Side { name: side, bin } in sides(GET) {
         let q = broker.temp_queue(&format!("get-one-{side}"));
         for b in ["m1", "m2", "m3"] {
             broker.publish(&q, b.as_bytes());
@@ -247,7 +239,7 @@ fn closed_stdout_ends_by_sigpipe() {
     use std::os::unix::process::ExitStatusExt;
     let broker = Broker::connect();
     let url = amqp_tools_tests::broker_url();
-    for (side, bin) in sides(GET) {
+    for Side { name: side, bin } in sides(GET) {
         let q = broker.temp_queue(&format!("get-pipe-{side}"));
         broker.publish(&q, b"precious");
         let st = run_into_closed_pipe(&bin, &["-q", &q, "-u", &url]);

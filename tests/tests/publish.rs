@@ -10,8 +10,8 @@
 use amqp_tools_tests::amiquip::{AmqpValue, FieldTable, QueueDeclareOptions};
 use amqp_tools_tests::tempfile::TempDir;
 use amqp_tools_tests::{
-    broker_url, ours, refused_port, require_reference, unique, wait_until, Broker, Cmd, Output,
-    Props, Proxy, Running,
+    broker_url, ours, refused_port, sides, unique, wait_until, Broker, Cmd, Output, Props, Proxy,
+    Running, Side,
 };
 use std::ffi::CString;
 use std::io::Write;
@@ -20,15 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const PUBLISH: &str = "amqp-publish";
-
-/// The implementations to run: ours, then the C tool when installed.
-fn sides() -> Vec<(&'static str, PathBuf)> {
-    let mut v = vec![("ours", ours(PUBLISH))];
-    if let Some(c) = require_reference(PUBLISH) {
-        v.push(("reference", c));
-    }
-    v
-}
 
 fn cmd(bin: &Path, args: &[&str]) -> Cmd {
     Cmd::new(bin)
@@ -89,11 +80,11 @@ fn same_everywhere(
     bodies: &[&[u8]],
 ) -> Vec<Run> {
     let broker = Broker::connect();
-    let runs: Vec<Run> = sides()
+    let runs: Vec<Run> = sides(PUBLISH)
         .iter()
-        .map(|(side, bin)| scenario(&broker, side, bin, &args, stdin))
+        .map(|s| scenario(&broker, s.name, &s.bin, &args, stdin))
         .collect();
-    for ((side, _), run) in sides().iter().zip(&runs) {
+    for (Side { name: side, .. }, run) in sides(PUBLISH).iter().zip(&runs) {
         run.out.expect_status(status);
         assert!(
             run.out.stdout.is_empty(),
@@ -186,7 +177,7 @@ fn spawn_reading_fifo(bin: &Path, args: &[&str], fifo: &Path) -> Running {
 fn neither_exchange_nor_routing_key_is_a_usage_error() {
     // §12.40, §11.37: checked before connecting (a refused port is never reached).
     let port = refused_port().to_string();
-    for (side, bin) in sides() {
+    for Side { name: side, bin } in sides(PUBLISH) {
         let out = Cmd::new(&bin)
             .args(["-b", "x", "-s", "127.0.0.1", "--port", &port])
             .env_remove("AMQP_URL")
@@ -210,7 +201,7 @@ fn body_from_b_is_exact() {
     // -b takes the argument's bytes, UTF-8 or not.
     let broker = Broker::connect();
     let raw = std::ffi::OsStr::from_bytes(b"\xff\xfe\x80 raw");
-    for (side, bin) in sides() {
+    for Side { name: side, bin } in sides(PUBLISH) {
         let q = broker.temp_queue(&format!("pub-raw-{side}"));
         cmd(&bin, &["-r", &q])
             .arg("-b")
@@ -276,7 +267,7 @@ fn l_with_b_publishes_nothing_and_ours_says_so() {
     // §12.44, §11.36: C exits 0 having published nothing (and not read stdin); ours refuses
     // the combination (design.md "Fixed by default").
     let broker = Broker::connect();
-    for (side, bin) in sides() {
+    for Side { name: side, bin } in sides(PUBLISH) {
         let run = scenario(
             &broker,
             side,
@@ -416,7 +407,7 @@ fn header_without_colon() {
     // §12.49, §11.34: C warns, connects, fails the publish (rc 1, nothing published); ours
     // refuses before connecting (design.md "Fixed by default").
     let broker = Broker::connect();
-    for (side, bin) in sides() {
+    for Side { name: side, bin } in sides(PUBLISH) {
         let run = scenario(
             &broker,
             side,
@@ -466,7 +457,7 @@ fn missing_exchange_fails_with_the_brokers_404() {
         (&[], Some(&big)),
     ];
     for (extra, stdin) in cases {
-        for (side, bin) in sides() {
+        for Side { name: side, bin } in sides(PUBLISH) {
             // The C tool never asks for confirms: --no-confirm is its only mode.
             let extra: Vec<&str> = extra
                 .iter()
@@ -498,7 +489,7 @@ fn unroutable_messages_are_dropped_without_mandatory() {
         strings(&["-e", "", "-b", "x"]),
         strings(&["-r", "", "-b", "x"]),
     ] {
-        for (side, bin) in sides() {
+        for Side { name: side, bin } in sides(PUBLISH) {
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             let out = cmd(&bin, &argv).run();
             out.expect_status(0);
@@ -518,7 +509,7 @@ fn binary_stdin_round_trips() {
 #[test]
 fn flags_take_no_value() {
     // §12.9 (amqp-publish's own flag).
-    for (side, bin) in sides() {
+    for Side { name: side, bin } in sides(PUBLISH) {
         let out = cmd(&bin, &["-r", "x", "--persistent=1", "-b", "a"]).run();
         out.expect_status(1);
         assert!(out.stdout.is_empty(), "{side}");
@@ -530,7 +521,7 @@ fn names_over_255_bytes() {
     // §11.40: C fails after connecting ("invalid AMQP data"); ours before. Both rc 1 and
     // nothing published.
     let long = "a".repeat(300);
-    for (side, bin) in sides() {
+    for Side { name: side, bin } in sides(PUBLISH) {
         for args in [["-r", long.as_str()], ["-e", long.as_str()]] {
             let out = cmd(&bin, &args).args(["-b", "m"]).run();
             out.expect_status(1);
@@ -550,7 +541,7 @@ fn names_over_255_bytes() {
 fn login_error_shows_before_stdin_ends() {
     // §12.52, §11.38: the tool logs in before reading stdin, so a bad password ends it while
     // stdin is still open (we hold the pipe's write end the whole time).
-    for (side, bin) in sides() {
+    for Side { name: side, bin } in sides(PUBLISH) {
         let dir = tempdir();
         let path = fifo(&dir);
         let mut running = Cmd::new("/bin/sh")
@@ -578,7 +569,7 @@ fn login_error_shows_before_stdin_ends() {
 fn lines_are_published_as_they_arrive() {
     // §11.38: the first line is in the queue while the tool still waits for the second.
     let broker = Broker::connect();
-    for (side, bin) in sides() {
+    for Side { name: side, bin } in sides(PUBLISH) {
         let q = broker.temp_queue(&format!("pub-stream-{side}"));
         let dir = tempdir();
         let path = fifo(&dir);
@@ -604,7 +595,7 @@ fn closed_or_directory_stdin() {
     // §11.39: without -l a read error (rc 1, nothing published); with -l nothing to publish
     // (rc 0; ours adds a warning for the directory).
     let broker = Broker::connect();
-    for (side, bin) in sides() {
+    for Side { name: side, bin } in sides(PUBLISH) {
         for (redirect, line_mode, status) in [
             ("<&-", false, 1),
             ("<&-", true, 0),
@@ -662,7 +653,7 @@ fn a_nack_is_an_error() {
     // A full queue that refuses new messages (x-overflow=reject-publish) nacks them: the C tool
     // does not ask for confirms and exits 0; ours exits 1. Both leave the first line only.
     let broker = Broker::connect();
-    for (side, bin) in sides() {
+    for Side { name: side, bin } in sides(PUBLISH) {
         let q = unique(&format!("pub-full-{side}"));
         let mut arguments = FieldTable::new();
         arguments.insert("x-max-length".into(), AmqpValue::LongInt(1));
