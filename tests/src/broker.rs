@@ -7,8 +7,9 @@
 
 use crate::broker_url;
 use amiquip::{
-    AmqpProperties, AmqpValue, Channel, Confirm, Connection, ExchangeDeclareOptions, ExchangeType,
-    FieldTable, Publish, QueueDeclareOptions, QueueDeleteOptions,
+    AmqpProperties, AmqpValue, Channel, Confirm, Connection, Consumer, ConsumerMessage,
+    ExchangeDeclareOptions, ExchangeType, FieldTable, Publish, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use crossbeam_channel::Receiver;
 use std::cell::RefCell;
@@ -355,6 +356,24 @@ impl Broker {
     /// (own consumers, qos); it closes when dropped.
     pub fn channel(&self) -> Channel {
         self.must("open channel", self.open_channel())
+    }
+}
+
+/// Cancels a consumer and keeps it until the broker's cancel-ok has reached it. amiquip hands the
+/// cancel-ok to the caller before it tells the consumer; a consumer dropped in between makes
+/// amiquip's I/O thread stop with an error, which kills the whole connection.
+pub fn cancel_consumer(consumer: Consumer<'_>) {
+    consumer
+        .cancel()
+        .unwrap_or_else(|e| panic!("cancel consumer {}: {e}", consumer.consumer_tag()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match consumer.receiver().recv_deadline(deadline) {
+            Ok(ConsumerMessage::ClientCancelled) => return,
+            Ok(ConsumerMessage::Delivery(_)) => {} // unacked: the broker requeues it
+            Ok(other) => panic!("consumer {}: {other:?}", consumer.consumer_tag()),
+            Err(e) => panic!("consumer {}: no cancel-ok: {e}", consumer.consumer_tag()),
+        }
     }
 }
 

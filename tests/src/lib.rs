@@ -23,7 +23,7 @@ mod net;
 pub mod tls_node;
 
 pub use bins::{bin_dir, ours, reference, require_reference, sides, workspace_root, Side};
-pub use broker::{render_value, Broker, Msg, Props};
+pub use broker::{cancel_consumer, render_value, Broker, Msg, Props};
 pub use cmd::{Cmd, Output, Running};
 pub use ctl::{
     bindings, client_property, close_connections_from_port, connections, consumers, queue_info,

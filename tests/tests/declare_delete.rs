@@ -8,7 +8,8 @@
 
 use amqp_tools_tests::amiquip::ConsumerOptions;
 use amqp_tools_tests::{
-    ours, queue_info, require_reference, sides, unique, Broker, Cmd, Output, Proxy, QueueInfo, Side,
+    cancel_consumer, ours, queue_info, require_reference, sides, unique, Broker, Cmd, Output,
+    Proxy, QueueInfo, Side,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -298,7 +299,7 @@ fn delete_if_unused_keeps_a_consumed_queue() {
         let out = run(&bin, &["-q", &q, "--if-unused"]);
         fails(&out, &["406", "in use", &q]);
         assert!(broker.exists(&q), "{side}: queue kept");
-        consumer.cancel().unwrap();
+        cancel_consumer(consumer);
     }
 }
 

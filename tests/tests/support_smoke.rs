@@ -130,7 +130,7 @@ fn rabbitmqctl_queue_bindings_consumers_connections() {
         exclusive: true,
         ..ConsumerOptions::default()
     };
-    let _consumer = ch.basic_consume(q.as_str(), opts).unwrap();
+    let consumer = ch.basic_consume(q.as_str(), opts).unwrap();
     let cs = consumers(&q);
     eprintln!("consumers: {cs:?}");
     assert_eq!(cs.len(), 1);
@@ -138,6 +138,7 @@ fn rabbitmqctl_queue_bindings_consumers_connections() {
         (cs[0].prefetch_count, cs[0].ack_required, cs[0].exclusive),
         (7, true, true)
     );
+    cancel_consumer(consumer);
 
     let conns = connections();
     eprintln!("connections[0]: {}", conns[0]);
