@@ -267,8 +267,11 @@ impl Peer<'_> {
                     continue;
                 }
                 (85, 10) => {
-                    // confirm.select: setting up, not an operation yet.
-                    self.send_method(ch, 85, 11, &[])?;
+                    // confirm.select: setting up, not an operation yet. Its only argument is
+                    // the nowait bit; with it set a broker sends no select-ok.
+                    if frame.payload.get(4).copied().unwrap_or(0) & 1 == 0 {
+                        self.send_method(ch, 85, 11, &[])?;
+                    }
                     continue;
                 }
                 (60, 10) => {

@@ -537,3 +537,93 @@ fn ledger_with_random_failures_and_restarts() {
         "the worker never failed: the test proved nothing"
     );
 }
+
+/// Pids of the processes whose parent is `parent`, with their command names.
+fn children_of(parent: i32) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        if field("PPid:").and_then(|p| p.parse::<i32>().ok()) == Some(parent) {
+            found.push((pid, field("Name:").unwrap_or_default()));
+        }
+    }
+    found
+}
+
+// As PID 1 (a container's entrypoint): a command's orphaned background process is re-parented
+// to the tool, which must reap it (no zombie left), and SIGTERM (what the kubelet sends) still
+// stops the tool gracefully: the running command gets it, its message is settled, exit 143.
+#[test]
+fn as_pid_1_orphans_are_reaped_and_sigterm_is_graceful() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set, so this must not be skipped: a new PID namespace needs root"
+        );
+        eprintln!("SKIPPED: a new PID namespace (unshare --pid) needs root");
+        return;
+    }
+    let b = Broker::connect();
+    let q = b.temp_queue("f-pid1");
+    b.publish(&q, b"first");
+    let script = "body=$(cat); \
+        if [ \"$body\" = first ]; then sleep 1 >/dev/null 2>&1 & exit 0; fi; \
+        echo $$; trap 'exit 0' TERM; while :; do sleep 0.1; done";
+    let run = Cmd::new("unshare")
+        .args(["--fork", "--pid", "--"])
+        .arg(ours("amqp-consume"))
+        .args(["-u", &amqp_tools_tests::broker_url(), "-q", &q, "-c", "2"])
+        .args(["--", "sh", "-c", script])
+        .spawn();
+    let unshare = run.pid() as i32;
+    let mut tool = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            tool = children_of(unshare).first().map(|c| c.0);
+            tool.is_some()
+        }),
+        "unshare started no process"
+    );
+    let tool = tool.unwrap();
+    // The first command exits at once; its background `sleep 1` is now the tool's child.
+    assert!(
+        wait_until(Duration::from_secs(10), || children_of(tool)
+            .iter()
+            .any(|(_, name)| name == "sleep")),
+        "no orphan was re-parented to the tool: {:?}",
+        children_of(tool)
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || children_of(tool).is_empty()),
+        "the orphan was not reaped (zombie left): {:?}",
+        children_of(tool)
+    );
+    b.publish(&q, b"second");
+    assert!(
+        wait_until(Duration::from_secs(10), || first_line_pid(
+            &run.stdout_now()
+        )
+        .is_some()),
+        "second command did not start: {}",
+        run.stderr_now()
+    );
+    // SAFETY: plain kill of the tool, a process this test started (through unshare).
+    unsafe { libc::kill(tool, libc::SIGTERM) };
+    let out = run.wait();
+    assert_eq!(out.status(), 143, "{}", out.stderr);
+    // Both commands exited 0 (the second on TERM), so both messages were acked; an unacked
+    // one would be back in the queue now that the connection is closed.
+    assert_eq!(b.count(&q), Some(0), "{}", out.stderr);
+}

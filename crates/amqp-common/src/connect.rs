@@ -28,20 +28,41 @@ impl Session {
     /// is an error, since what was sent last (acks, unconfirmed publishes) may not have
     /// arrived.
     pub fn close(self) -> Result<()> {
+        self.close_with(true)
+    }
+
+    /// Closes only the connection, for when every request made on channel 1 has had its
+    /// answer (a declare-ok, a confirm for every publish): the broker closes the channel with
+    /// the connection, so a channel.close first would be one more round trip that tells
+    /// nothing new. Bounded like `close`.
+    pub fn close_connection(self) -> Result<()> {
+        self.close_with(false)
+    }
+
+    fn close_with(self, close_channel: bool) -> Result<()> {
         let Session {
             channel,
             connection,
         } = self;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let result = channel
-                .close()
-                .map_err(|e| Error::amqp("cannot close the channel", e))
-                .and_then(|()| {
-                    connection
-                        .close()
-                        .map_err(|e| Error::amqp("cannot close the connection", e))
-                });
+            let close_connection = |connection: Connection| {
+                connection
+                    .close()
+                    .map_err(|e| Error::amqp("cannot close the connection", e))
+            };
+            let result = if close_channel {
+                channel
+                    .close()
+                    .map_err(|e| Error::amqp("cannot close the channel", e))
+                    .and_then(|()| close_connection(connection))
+            } else {
+                let result = close_connection(connection);
+                // Only now: amiquip's Drop for a channel closes it, a round trip while the
+                // connection is open; after, it fails at once without sending anything.
+                drop(channel);
+                result
+            };
             let _ = tx.send(result);
         });
         rx.recv_timeout(CLOSE_TIMEOUT).unwrap_or_else(|_| {
@@ -68,9 +89,24 @@ impl Session {
     /// connection is abandoned instead (the exit status is decided, the broker requeues what
     /// was not acked).
     pub fn finish<T>(self, work: impl FnOnce(&Channel) -> Result<T>) -> Result<T> {
+        self.finish_with(true, work)
+    }
+
+    /// `finish` for work made only of requests the broker answers (declare, delete, purge):
+    /// once the last answer is in there is nothing left for a channel.close to flush, so only
+    /// the connection is closed (see `close_connection`).
+    pub fn finish_answered<T>(self, work: impl FnOnce(&Channel) -> Result<T>) -> Result<T> {
+        self.finish_with(false, work)
+    }
+
+    fn finish_with<T>(
+        self,
+        close_channel: bool,
+        work: impl FnOnce(&Channel) -> Result<T>,
+    ) -> Result<T> {
         match work(&self.channel) {
             Ok(value) => {
-                self.close()?;
+                self.close_with(close_channel)?;
                 Ok(value)
             }
             Err(e) => {

@@ -159,7 +159,7 @@ pub fn run() -> Result<()> {
     }
     let options = declare_options(&args)?;
     let session = args.conn.endpoint()?.connect()?;
-    session.finish(|channel| {
+    session.finish_answered(|channel| {
         let declared = if args.passive {
             channel.queue_declare_passive(queue.as_str())
         } else {

@@ -55,7 +55,7 @@ pub fn run() -> Result<()> {
         if_empty: args.if_empty,
     };
     let session = args.conn.endpoint()?.connect()?;
-    session.finish(|channel| {
+    session.finish_answered(|channel| {
         let count = channel
             .queue_delete(queue.as_str(), options)
             .map_err(|e| Error::amqp(format!("cannot delete queue '{queue}'"), e))?;

@@ -386,7 +386,10 @@ impl<'a> Publisher<'a> {
         };
         let confirms = if plan.confirm {
             let rx = channel.listen_for_publisher_confirms().map_err(setup)?;
-            channel.enable_publisher_confirms().map_err(setup)?;
+            // No round trip for confirm.select-ok: the broker handles the channel's frames in
+            // order, so every publish after it is confirmed, and a refusal closes the channel,
+            // which the publishes then notice.
+            channel.enable_publisher_confirms_nowait().map_err(setup)?;
             Some(rx)
         } else {
             None
@@ -547,9 +550,16 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
     drop(publisher);
     match outcome {
         Ok(()) => {
-            session.close().map_err(|e| after_close(plan, e))?;
-            // Without confirms, closing the channel is the round trip after which any
-            // basic.return has arrived.
+            // With confirms every publish has had its answer (a return comes before its
+            // confirm), so the channel needs no close of its own. Without, closing the
+            // channel is the round trip after which any basic.return or channel error
+            // (404 no exchange) has arrived.
+            let closed = if confirming {
+                session.close_connection()
+            } else {
+                session.close()
+            };
+            closed.map_err(|e| after_close(plan, e))?;
             if let Some(Ok(ret)) = returns.as_ref().map(Receiver::try_recv) {
                 return Err(unroutable(&ret));
             }
