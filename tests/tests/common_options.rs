@@ -273,6 +273,50 @@ fn usage_names_the_program_as_invoked() {
     }
 }
 
+// The static build, image and tarball ship one binary, amqp-tools, with the tool names linked
+// to it: under each name it must be that tool, byte for byte.
+#[test]
+fn the_one_binary_is_each_tool_by_name() {
+    let multi = ours("amqp-tools");
+    let dir = amqp_tools_tests::tempfile::tempdir().unwrap();
+    for tool in TOOLS {
+        let link = dir.path().join(tool);
+        std::os::unix::fs::symlink(&multi, &link).unwrap();
+        for args in [&["--help"][..], &["--usage"], &["--version"], &["--bogus"]] {
+            let alone = run(&ours(tool), args);
+            for (how, out) in [
+                ("linked", run(&link, args)),
+                ("as argument", run(&multi, &[&[tool][..], args].concat())),
+            ] {
+                assert_eq!(
+                    (out.status(), &out.stdout, &out.stderr),
+                    (alone.status(), &alone.stdout, &alone.stderr),
+                    "{tool} {args:?} ({how})"
+                );
+            }
+        }
+    }
+    // It talks to the broker as the tool: amqp-get's status 2 is an empty queue it reached.
+    let (_broker, q) = empty_queue("multi");
+    run(&dir.path().join("amqp-get"), &["-q", &q]).expect_status(2);
+    run(&multi, &["amqp-get", "-q", &q]).expect_status(2);
+
+    // Under its own name it says how it is used.
+    let out = run(&multi, &[]);
+    out.expect_status(1);
+    assert!(out.stderr.contains("amqp-consume"), "{}", out.stderr);
+    let out = run(&multi, &["--help"]);
+    out.expect_status(0);
+    assert!(out.stdout_str().contains("amqp-declare-queue"));
+    let out = run(&multi, &["amqp-nothing", "-q", "x"]);
+    out.expect_status(1);
+    assert!(
+        out.stderr.contains("unknown tool 'amqp-nothing'"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn unknown_and_malformed_options() {
     // §12.3, 4, 8, 9, 14 and §11.14, 18, 20.

@@ -644,18 +644,25 @@ fn release_tarball_installs_into_a_prefix_and_works() {
         .arg("--strip-components=1")
         .run()
         .expect_status(0);
+    // One static binary, the five tool names linked to it.
+    let multi = prefix.path().join("bin/amqp-tools");
+    if have("file") {
+        let desc = Cmd::new("file").arg("-b").arg(&multi).run().stdout_str();
+        assert!(
+            desc.contains("statically linked") || desc.contains("static-pie linked"),
+            "amqp-tools: {desc}"
+        );
+    }
     for t in TOOLS {
         let bin = prefix.path().join("bin").join(t);
+        assert_eq!(
+            std::fs::read_link(&bin).ok().as_deref(),
+            Some(Path::new("amqp-tools")),
+            "bin/{t} is not a link to amqp-tools"
+        );
         let out = Cmd::new(&bin).arg("--version").run();
         out.expect_status(0);
         assert!(out.stdout_str().starts_with(&format!("{t} ")));
-        if have("file") {
-            let desc = Cmd::new("file").arg("-b").arg(&bin).run().stdout_str();
-            assert!(
-                desc.contains("statically linked") || desc.contains("static-pie linked"),
-                "{t}: {desc}"
-            );
-        }
         for f in [
             format!("share/man/man1/{t}.1.gz"),
             format!("share/bash-completion/completions/{t}"),

@@ -24,6 +24,8 @@ const TOOLS: [&str; 5] = [
     "amqp-declare-queue",
     "amqp-delete-queue",
 ];
+/// The one binary behind the five tool names (symbolic links to it).
+const MULTI: &str = "amqp-tools";
 const WORKER: &str = "worker";
 const FRUITS: [&str; 8] = [
     "apple", "banana", "cherry", "date", "fig", "grape", "lemon", "melon",
@@ -79,11 +81,20 @@ impl StaticBins {
         self.dir.join(bin)
     }
 
-    fn all(&self) -> impl Iterator<Item = (&'static str, PathBuf)> + '_ {
-        TOOLS
-            .iter()
-            .chain(std::iter::once(&WORKER))
-            .map(|b| (*b, self.path(b)))
+    /// The binaries build-static makes (the tool names are links to the first).
+    fn files(&self) -> impl Iterator<Item = (&'static str, PathBuf)> + '_ {
+        [MULTI, WORKER].into_iter().map(|b| (b, self.path(b)))
+    }
+
+    /// Lays the binaries out in `dir` as the image does: amqp-tools and the worker, and the
+    /// five tool names as relative symbolic links to amqp-tools.
+    fn install(&self, dir: &Path) {
+        for (name, path) in self.files() {
+            copy_executable(&path, &dir.join(name));
+        }
+        for tool in TOOLS {
+            std::os::unix::fs::symlink(MULTI, dir.join(tool)).unwrap();
+        }
     }
 }
 
@@ -231,13 +242,12 @@ fn url_via_host_name(host: &str, vhost_path: &str) -> (String, String) {
     )
 }
 
-/// The empty root of the tutorial: the six static binaries in /usr/bin, /etc/hosts naming the
-/// broker `rabbitmq-service` (the tutorial's Service name) and `localhost`, /etc/resolv.conf.
+/// The empty root of the tutorial: the static binaries in /usr/bin (amqp-tools with the five
+/// tool names linked to it, and the worker), /etc/hosts naming the broker `rabbitmq-service`
+/// (the tutorial's Service name) and `localhost`, /etc/resolv.conf.
 fn tutorial_root(bins: &StaticBins, broker_ip: &str) -> tempfile::TempDir {
     let root = empty_root();
-    for (name, path) in bins.all() {
-        copy_executable(&path, &root.path().join("usr/bin").join(name));
-    }
+    bins.install(&root.path().join("usr/bin"));
     fs::create_dir_all(root.path().join("etc")).unwrap();
     fs::write(
         root.path().join("etc/hosts"),
@@ -252,7 +262,7 @@ fn tutorial_root(bins: &StaticBins, broker_ip: &str) -> tempfile::TempDir {
     .unwrap();
     let mut expected: Vec<String> = TOOLS
         .iter()
-        .chain(std::iter::once(&WORKER))
+        .chain([&MULTI, &WORKER])
         .map(|b| format!("usr/bin/{b}"))
         .chain(["etc/hosts".to_string(), "etc/resolv.conf".to_string()])
         .collect();
@@ -282,7 +292,12 @@ fn processed_item(out: &Output) -> String {
 fn static_binaries_are_static_and_run_with_no_other_file() {
     let Some(bins) = static_bins() else { return };
     eprintln!("route: {}", bins.route);
-    for (name, path) in bins.all() {
+    for tool in TOOLS {
+        let link = fs::read_link(bins.path(tool))
+            .unwrap_or_else(|e| panic!("{tool} is not a symbolic link: {e}"));
+        assert_eq!(link, Path::new(MULTI), "{tool} links to {}", link.display());
+    }
+    for (name, path) in bins.files() {
         let size = fs::metadata(&path).unwrap().len();
         eprintln!("{name}: {size} bytes");
 
@@ -315,21 +330,27 @@ fn static_binaries_are_static_and_run_with_no_other_file() {
         skip("running the binaries in an empty root needs chroot, so root");
         return;
     }
-    for (name, path) in bins.all() {
+    {
         // A root holding nothing but the binary: no libc, no /dev, no /proc, no /etc.
         let root = empty_root();
-        copy_executable(&path, &root.path().join(name));
-        assert_eq!(files_under(root.path()), vec![name.to_string()]);
+        copy_executable(&bins.path(WORKER), &root.path().join(WORKER));
+        assert_eq!(files_under(root.path()), vec![WORKER.to_string()]);
+        let out = in_root(root.path(), &format!("/{WORKER}"))
+            .stdin("pear\nsecond line\n")
+            .run();
+        out.expect_status(0);
+        assert_eq!(out.stdout_str(), "Processing pear\n");
+        assert_eq!(out.stderr, "");
+    }
+    for name in TOOLS {
+        // Nothing but the one binary and the tool's name for it.
+        let root = empty_root();
+        copy_executable(&bins.path(MULTI), &root.path().join(MULTI));
+        std::os::unix::fs::symlink(MULTI, root.path().join(name)).unwrap();
+        let mut expected = vec![MULTI.to_string(), name.to_string()];
+        expected.sort();
+        assert_eq!(files_under(root.path()), expected);
         let exe = format!("/{name}");
-        if name == WORKER {
-            let out = in_root(root.path(), &exe)
-                .stdin("pear\nsecond line\n")
-                .run();
-            out.expect_status(0);
-            assert_eq!(out.stdout_str(), "Processing pear\n");
-            assert_eq!(out.stderr, "");
-            continue;
-        }
         let out = in_root(root.path(), &exe).arg("--version").run();
         out.expect_status(0);
         assert!(
@@ -706,9 +727,7 @@ fn image_final_stage_runs_the_worker_under_podman() {
     // The build context the final stage expects: the build stage's /rootfs, made locally.
     let ctx = tempfile::tempdir().unwrap();
     let rootfs = ctx.path().join("rootfs");
-    for (name, path) in bins.all() {
-        copy_executable(&path, &rootfs.join("usr/bin").join(name));
-    }
+    bins.install(&rootfs.join("usr/bin"));
     let certs = rootfs.join("etc/ssl/certs");
     fs::create_dir_all(&certs).unwrap();
     let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");

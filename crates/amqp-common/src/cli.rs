@@ -8,6 +8,21 @@ use std::ffi::OsString;
 use std::sync::OnceLock;
 
 static PROGRAM: OnceLock<String> = OnceLock::new();
+static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
+
+/// Makes the tools read `argv` instead of the process's arguments: the multi-call binary,
+/// started as `amqp-tools amqp-get -q Q`, hands on `amqp-get -q Q`. Call before `main`.
+pub fn set_args(argv: Vec<OsString>) {
+    let _ = ARGS.set(argv);
+}
+
+/// The tool's arguments, argv[0] first.
+fn args_os() -> Vec<OsString> {
+    match ARGS.get() {
+        Some(argv) => argv.clone(),
+        None => std::env::args_os().collect(),
+    }
+}
 
 /// The name the tool was started as (basename of argv[0]), for messages and usage lines.
 pub fn program_name() -> &'static str {
@@ -15,7 +30,8 @@ pub fn program_name() -> &'static str {
 }
 
 fn set_program_name(default: &str) {
-    let name = std::env::args_os()
+    let name = args_os()
+        .into_iter()
         .next()
         .and_then(|a| {
             std::path::Path::new(&a)
@@ -38,7 +54,7 @@ pub struct ParseOptions {
 /// Parses the process's arguments. `--help`, `-?`, `--usage` and `--version` print to stdout and
 /// end the tool with status 0 (returned as `Error::Status(0)`).
 pub fn parse<T: CommandFactory + FromArgMatches>(opts: ParseOptions) -> Result<T> {
-    parse_from(std::env::args_os().collect(), opts)
+    parse_from(args_os(), opts)
 }
 
 pub fn parse_from<T: CommandFactory + FromArgMatches>(

@@ -230,6 +230,11 @@ impl Args {
     }
 }
 
+/// The tool's entry point (its own binary's and the multi-call binary's): runs it and exits.
+pub fn main() -> ! {
+    amqp_common::cli::main("amqp-consume", run)
+}
+
 pub fn run() -> Result<()> {
     // Before any thread exists, so every later thread inherits the signal mask.
     let signal_events = signals::start();

@@ -5,5 +5,5 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    amqp_common::cli::main("amqp-consume", amqp_consume::run)
+    amqp_consume::main()
 }

@@ -141,6 +141,13 @@ pub fn declare_options(args: &Args) -> Result<QueueDeclareOptions> {
     })
 }
 
+/// The tool's entry point (its own binary's and the multi-call binary's): runs it and exits.
+pub fn main() -> ! {
+    // A closed stdout ends the tool by SIGPIPE, as it ends the C tool.
+    amqp_common::cli::restore_sigpipe();
+    amqp_common::cli::main("amqp-declare-queue", run)
+}
+
 pub fn run() -> Result<()> {
     let args: Args = amqp_common::cli::parse(ParseOptions::default())?;
     amqp_common::cli::refuse_operands(&args.operands)?;

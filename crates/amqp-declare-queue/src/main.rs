@@ -1,5 +1,3 @@
 fn main() {
-    // A closed stdout ends the tool by SIGPIPE, as it ends the C tool.
-    amqp_common::cli::restore_sigpipe();
-    amqp_common::cli::main("amqp-declare-queue", amqp_declare_queue::run)
+    amqp_declare_queue::main()
 }

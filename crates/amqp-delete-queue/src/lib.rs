@@ -41,6 +41,13 @@ pub struct Args {
     pub operands: Vec<String>,
 }
 
+/// The tool's entry point (its own binary's and the multi-call binary's): runs it and exits.
+pub fn main() -> ! {
+    // A closed stdout ends the tool by SIGPIPE, as it ends the C tool.
+    amqp_common::cli::restore_sigpipe();
+    amqp_common::cli::main("amqp-delete-queue", run)
+}
+
 pub fn run() -> Result<()> {
     let args: Args = amqp_common::cli::parse(ParseOptions::default())?;
     amqp_common::cli::refuse_operands(&args.operands)?;

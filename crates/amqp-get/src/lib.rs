@@ -34,6 +34,14 @@ pub struct Args {
     pub operands: Vec<String>,
 }
 
+/// The tool's entry point (its own binary's and the multi-call binary's): runs it and exits.
+pub fn main() -> ! {
+    // Writing to a closed pipe ends the tool by SIGPIPE, as it ends the C tool; the message is
+    // not acked yet at that point, so the broker requeues it.
+    amqp_common::cli::restore_sigpipe();
+    amqp_common::cli::main("amqp-get", run)
+}
+
 pub fn run() -> Result<()> {
     let args: Args = amqp_common::cli::parse(ParseOptions::default())?;
     amqp_common::cli::refuse_operands(&args.operands)?;

@@ -524,6 +524,11 @@ fn unroutable(ret: &amiquip::Return) -> Error {
     }
 }
 
+/// The tool's entry point (its own binary's and the multi-call binary's): runs it and exits.
+pub fn main() -> ! {
+    amqp_common::cli::main("amqp-publish", run)
+}
+
 pub fn run() -> Result<()> {
     let args: Args = amqp_common::cli::parse(ParseOptions::default())?;
     amqp_common::cli::refuse_operands(&args.operands)?;

@@ -5,7 +5,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    amqp_common::cli::main("amqp-publish", amqp_publish::run)
+    amqp_publish::main()
 }
 
 /// Runs before the Rust runtime starts (it reopens a closed stdin as /dev/null), so that a
