@@ -835,3 +835,40 @@ fn existing_queue_with_arguments_is_used_as_is() {
 fn run_exists_args(q: &str) -> bool {
     queue_info(q).is_some_and(|i| i.arguments.to_string().contains("x-max-length"))
 }
+
+// §11 51: with prefetch 1 and --on-failure hold (the default, C's behaviour), a failed message
+// stays unacked, so the broker sends no other: the tool waits until it is stopped, and the
+// messages are all back in the queue afterwards.
+#[test]
+fn prefetch_one_with_a_failing_command_stalls_until_stopped() {
+    let b = Broker::connect();
+    for side in sides(TOOL) {
+        let q = b.temp_queue("c-stall");
+        fill(&b, &q, &["m1", "m2", "m3"]);
+        let mut run = consume(&side)
+            .args(["-q", &q, "-p", "1", "--", "sh", "-c", "cat; exit 1"])
+            .spawn();
+        assert!(
+            wait_until(Duration::from_secs(10), || !run.stdout_now().is_empty()),
+            "{}: nothing consumed",
+            side.name
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            run.stdout_now(),
+            b"m1",
+            "{}: only the first message",
+            side.name
+        );
+        assert!(!run.exited(), "{}: still waiting", side.name);
+        run.signal(libc::SIGTERM);
+        let out = run.wait();
+        assert_eq!(out.status(), 143, "{}: {}", side.name, out.stderr);
+        assert!(
+            wait_until(Duration::from_secs(5), || b.count(&q) == Some(3)),
+            "{}: {:?} ready",
+            side.name,
+            b.count(&q)
+        );
+    }
+}
