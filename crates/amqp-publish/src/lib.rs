@@ -149,6 +149,24 @@ pub fn record_stdin_state_at_startup() {
     STDIN_WAS_CLOSED.store(closed, Ordering::Relaxed);
 }
 
+/// Registers `record_stdin_state_at_startup` as a process constructor. It must expand in the
+/// binary crate: the linker leaves out a library's object that nothing refers to, and with it a
+/// constructor placed there.
+#[macro_export]
+macro_rules! record_stdin_state_before_main {
+    () => {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[used]
+        #[link_section = ".init_array"]
+        static RECORD_STDIN_STATE: extern "C" fn() = {
+            extern "C" fn record() {
+                $crate::record_stdin_state_at_startup();
+            }
+            record
+        };
+    };
+}
+
 /// Where the bodies come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

@@ -58,14 +58,6 @@ fn main() {
     }
 }
 
-/// amqp-publish tells a closed stdin from an empty one by looking before the Rust runtime
-/// reopens it as /dev/null (see amqp-publish's main.rs); harmless for the other tools.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-#[used]
-#[link_section = ".init_array"]
-static RECORD_STDIN_STATE: extern "C" fn() = record_stdin_state;
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-extern "C" fn record_stdin_state() {
-    amqp_publish::record_stdin_state_at_startup();
-}
+// amqp-publish tells a closed stdin from an empty one by looking before the Rust runtime
+// reopens it as /dev/null; harmless for the other tools.
+amqp_publish::record_stdin_state_before_main!();
