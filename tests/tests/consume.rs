@@ -869,6 +869,14 @@ fn prefetch_one_with_a_failing_command_stalls_until_stopped() {
             side.name
         );
         assert!(!run.exited(), "{}: still waiting", side.name);
+        // The reason: the failed message holds the only prefetch slot.
+        let info = queue_info(&q).unwrap();
+        assert_eq!(
+            (info.messages_ready, info.messages_unacknowledged),
+            (2, 1),
+            "{}",
+            side.name
+        );
         run.signal(libc::SIGTERM);
         let out = run.wait();
         assert_eq!(out.status(), 143, "{}: {}", side.name, out.stderr);
