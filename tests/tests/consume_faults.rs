@@ -217,18 +217,33 @@ fn broker_closes_the_connection() {
     assert!(out.stderr.contains("test says bye"), "{}", out.stderr);
 }
 
+/// amqp-consume through a fault proxy, busy with a long-running command that has printed the
+/// one message's body: the moment to break the connection. (The command's output is redirected
+/// so that the test's pipes close when amqp-consume exits.)
+fn consuming_through_proxy(
+    b: &Broker,
+    prefix: &str,
+    body: &str,
+    extra: &[&str],
+) -> (String, Proxy, amqp_tools_tests::Running) {
+    let q = b.temp_queue(prefix);
+    b.publish(&q, body.as_bytes());
+    let proxy = Proxy::to_broker();
+    let run = consume_via(&proxy.url())
+        .args(["-q", &q])
+        .args(extra)
+        .args(["--", "sh", "-c", "cat; exec sleep 60 >/dev/null 2>&1"])
+        .spawn();
+    assert!(wait_until(Duration::from_secs(10), || run.stdout_now()
+        == body.as_bytes()));
+    (q, proxy, run)
+}
+
 // The connection is cut while a command runs: exit 1 with a clear error, message back.
 #[test]
 fn connection_cut_mid_consume() {
     let b = Broker::connect();
-    let q = b.temp_queue("f-cut");
-    b.publish(&q, b"cut");
-    let proxy = Proxy::to_broker();
-    let mut run = consume_via(&proxy.url())
-        .args(["-q", &q, "-c", "1", "--", "sh", "-c"])
-        .arg("cat; exec sleep 60 >/dev/null 2>&1")
-        .spawn();
-    assert!(wait_until(Duration::from_secs(10), || run.stdout_now() == b"cut"));
+    let (q, proxy, mut run) = consuming_through_proxy(&b, "f-cut", "cut", &["-c", "1"]);
     let cut_at = Instant::now();
     proxy.cut();
     let out = run
@@ -243,19 +258,12 @@ fn connection_cut_mid_consume() {
 
 // A broker that goes silent (no FIN, no RST: a dead host, a partition) while a command runs
 // is noticed by its missing heartbeats: exit 1 after about two intervals, not when the command
-// ends; the message goes back to the queue. (The command's output is redirected so that the
-// test's pipes close when amqp-consume exits.)
+// ends; the message goes back to the queue.
 #[test]
 fn silent_broker_is_noticed_by_heartbeats() {
     let b = Broker::connect();
-    let q = b.temp_queue("f-silent");
-    b.publish(&q, b"silent");
-    let proxy = Proxy::to_broker();
-    let mut run = consume_via(&proxy.url())
-        .args(["-q", &q, "--heartbeat", "1", "--", "sh", "-c"])
-        .arg("cat; exec sleep 60 >/dev/null 2>&1")
-        .spawn();
-    assert!(wait_until(Duration::from_secs(10), || run.stdout_now() == b"silent"));
+    let (q, proxy, mut run) =
+        consuming_through_proxy(&b, "f-silent", "silent", &["--heartbeat", "1"]);
     let silent_at = Instant::now();
     proxy.pause();
     let out = run
