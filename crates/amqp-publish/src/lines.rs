@@ -1,0 +1,132 @@
+//! `-l` input: stdin cut into messages as the C tool's `fgets` loop cuts it.
+
+use std::io::BufRead;
+
+/// The longest message -l makes from one line: the C tool reads lines with
+/// `fgets(buf, 32768)`, so longer lines arrive as several messages of at most this size.
+pub const MAX_LINE_PIECE: usize = 32_767;
+
+/// stdin read buffer: large reads keep the per-line cost down when lines are short.
+pub(crate) const STDIN_BUFFER: usize = 1 << 20;
+
+/// The body the C tool's `-l` publishes for one piece: `strlen` of the buffer, so a NUL ends it.
+fn cut_at_nul(piece: &[u8]) -> &[u8] {
+    match piece.iter().position(|&b| b == 0) {
+        Some(i) => &piece[..i],
+        None => piece,
+    }
+}
+
+/// Feeds `on_line` each message `-l` makes from `reader`, as soon as its line is complete:
+/// lines with their '\n', pieces of at most `MAX_LINE_PIECE` bytes, a last line without '\n'
+/// as it is, each cut at its first NUL. Complete lines are handed out of the read buffer
+/// without copying.
+pub fn each_line<R: BufRead, E>(
+    reader: &mut R,
+    mut on_line: impl FnMut(&[u8]) -> std::result::Result<(), E>,
+    on_read_error: impl Fn(std::io::Error) -> E,
+) -> std::result::Result<(), E> {
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(on_read_error(e)),
+        };
+        if buf.is_empty() {
+            if !pending.is_empty() {
+                on_line(cut_at_nul(&pending))?;
+            }
+            return Ok(());
+        }
+        let room = MAX_LINE_PIECE - pending.len();
+        let window = &buf[..buf.len().min(room)];
+        let used = match window.iter().position(|&b| b == b'\n') {
+            Some(newline) => Some(newline + 1),
+            None if window.len() == room => Some(room),
+            None => None,
+        };
+        match used {
+            Some(end) if pending.is_empty() => {
+                on_line(cut_at_nul(&buf[..end]))?;
+                reader.consume(end);
+            }
+            Some(end) => {
+                pending.extend_from_slice(&buf[..end]);
+                reader.consume(end);
+                on_line(cut_at_nul(&pending))?;
+                pending.clear();
+            }
+            None => {
+                let n = window.len();
+                pending.extend_from_slice(window);
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], capacity: usize) -> Vec<Vec<u8>> {
+        let mut reader = std::io::BufReader::with_capacity(capacity, input);
+        let mut out = Vec::new();
+        each_line(
+            &mut reader,
+            |l| {
+                out.push(l.to_vec());
+                Ok::<(), std::io::Error>(())
+            },
+            |e| e,
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn lines_like_fgets() {
+        for cap in [1, 3, 8192] {
+            assert_eq!(
+                lines(b"l1\nl2\n\nl4 no newline", cap),
+                vec![
+                    b"l1\n".to_vec(),
+                    b"l2\n".to_vec(),
+                    b"\n".to_vec(),
+                    b"l4 no newline".to_vec()
+                ]
+            );
+            assert_eq!(
+                lines(b"a\r\nb\n", cap),
+                vec![b"a\r\n".to_vec(), b"b\n".to_vec()]
+            );
+            assert_eq!(
+                lines(b"x\0y\nz\n\0abc\n", cap),
+                vec![b"x".to_vec(), b"z\n".to_vec(), b"".to_vec()]
+            );
+            assert!(lines(b"", cap).is_empty());
+        }
+    }
+
+    #[test]
+    fn long_lines_are_split() {
+        for cap in [7, 4096, 1 << 20] {
+            let mut input = vec![b'a'; 40_000];
+            input.push(b'\n');
+            let got = lines(&input, cap);
+            assert_eq!(
+                got.iter().map(Vec::len).collect::<Vec<_>>(),
+                vec![32_767, 7_234]
+            );
+            let mut exact = vec![b'b'; 32_767];
+            exact.push(b'\n');
+            exact.extend_from_slice(b"c");
+            let got = lines(&exact, cap);
+            assert_eq!(
+                got.iter().map(Vec::len).collect::<Vec<_>>(),
+                vec![32_767, 1, 1]
+            );
+        }
+    }
+}

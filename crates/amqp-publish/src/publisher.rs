@@ -1,0 +1,180 @@
+//! The publisher on channel 1: publishes, keeps a bounded window of messages waiting for
+//! their confirm, and counts what the broker has confirmed.
+
+use crate::args::Plan;
+use amiquip::{Channel, Confirm, ConfirmSmoother, Publish};
+use amqp_common::{Error, Result};
+use crossbeam_channel::{Receiver, TryRecvError};
+
+/// How many published messages may wait for their confirm before publishing pauses. Large
+/// enough that the broker's batched acks keep the pipe full, small enough to bound what a
+/// failure leaves in doubt.
+const CONFIRM_WINDOW: u64 = 8_192;
+
+/// Publishes on channel 1 and keeps count of what the broker has confirmed.
+pub(crate) struct Publisher<'a> {
+    channel: &'a Channel,
+    plan: &'a Plan,
+    pub(crate) confirms: Option<Receiver<Confirm>>,
+    pub(crate) returns: Option<Receiver<amiquip::Return>>,
+    smoother: ConfirmSmoother,
+    pub(crate) published: u64,
+    pub(crate) confirmed: u64,
+}
+
+/// Why publishing stopped before every message was confirmed.
+pub(crate) enum Stop {
+    /// A failure already described.
+    Failed(Error),
+    /// The channel or connection went away; the reason is found when closing.
+    ChannelGone,
+}
+
+impl<'a> Publisher<'a> {
+    pub(crate) fn new(channel: &'a Channel, plan: &'a Plan) -> Result<Publisher<'a>> {
+        let setup = |e| Error::amqp("cannot set up the channel for publishing", e);
+        // Listeners first, so no confirm or return can arrive before we listen.
+        let returns = if plan.mandatory {
+            Some(channel.listen_for_returns().map_err(setup)?)
+        } else {
+            None
+        };
+        let confirms = if plan.confirm {
+            let rx = channel.listen_for_publisher_confirms().map_err(setup)?;
+            // No round trip for confirm.select-ok: the broker handles the channel's frames in
+            // order, so every publish after it is confirmed, and a refusal closes the channel,
+            // which the publishes then notice.
+            channel.enable_publisher_confirms_nowait().map_err(setup)?;
+            Some(rx)
+        } else {
+            None
+        };
+        Ok(Publisher {
+            channel,
+            plan,
+            confirms,
+            returns,
+            smoother: ConfirmSmoother::new(),
+            published: 0,
+            confirmed: 0,
+        })
+    }
+
+    pub(crate) fn publish(&mut self, body: &[u8]) -> std::result::Result<(), Stop> {
+        if self.confirms.is_some() {
+            // Keep a bounded number in flight: wait for confirms once the window is full.
+            while self.published - self.confirmed >= CONFIRM_WINDOW {
+                self.wait_for_confirm()?;
+            }
+        }
+        let publish = Publish {
+            body,
+            routing_key: self.plan.routing_key.clone(),
+            mandatory: self.plan.mandatory,
+            immediate: false,
+            properties: self.plan.properties.clone(),
+        };
+        self.channel
+            .basic_publish(self.plan.exchange.as_str(), publish)
+            .map_err(|e| match e {
+                amiquip::Error::ServerClosedChannel { .. }
+                | amiquip::Error::ServerClosedConnection { .. } => {
+                    Stop::Failed(self.broker_error(e))
+                }
+                _ => Stop::ChannelGone,
+            })?;
+        self.published += 1;
+        self.take_ready_confirms()
+    }
+
+    fn broker_error(&self, e: amiquip::Error) -> Error {
+        Error::amqp(format!("cannot publish to {}", self.plan.destination()), e)
+    }
+
+    /// Handles the confirms that have already arrived, without waiting.
+    fn take_ready_confirms(&mut self) -> std::result::Result<(), Stop> {
+        loop {
+            let Some(rx) = &self.confirms else {
+                return Ok(());
+            };
+            match rx.try_recv() {
+                Ok(confirm) => self.settle(confirm)?,
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => return Err(Stop::ChannelGone),
+            }
+        }
+    }
+
+    fn wait_for_confirm(&mut self) -> std::result::Result<(), Stop> {
+        let Some(rx) = &self.confirms else {
+            return Ok(());
+        };
+        match rx.recv() {
+            Ok(confirm) => self.settle(confirm),
+            Err(_) => Err(Stop::ChannelGone),
+        }
+    }
+
+    fn settle(&mut self, confirm: Confirm) -> std::result::Result<(), Stop> {
+        for one in self.smoother.process(confirm) {
+            match one {
+                Confirm::Ack(_) => self.confirmed += 1,
+                Confirm::Nack(p) => {
+                    return Err(Stop::Failed(Error::Connection {
+                        context: format!("cannot publish to {}", self.plan.destination()),
+                        reason: format!(
+                            "the broker refused message {} (basic.nack; for example a full \
+                             queue with x-overflow=reject-publish)",
+                            p.delivery_tag
+                        ),
+                    }))
+                }
+            }
+        }
+        // A basic.return comes before the confirm of its message, so it is visible now.
+        self.check_returns()
+    }
+
+    fn check_returns(&self) -> std::result::Result<(), Stop> {
+        match self.returns.as_ref().map(Receiver::try_recv) {
+            Some(Ok(ret)) => Err(Stop::Failed(unroutable(&ret))),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn wait_for_all(&mut self) -> std::result::Result<(), Stop> {
+        if self.confirms.is_none() {
+            // The broker answers a synchronous method only after every publish before it on
+            // the channel, so this waits (as long as it takes) until the broker has them all
+            // and surfaces a channel error (e.g. 404 no exchange). The bounded close that
+            // follows then has nothing left to flush.
+            return self.channel.qos(0, 0, false).map_err(|e| match e {
+                amiquip::Error::ServerClosedChannel { .. }
+                | amiquip::Error::ServerClosedConnection { .. } => {
+                    Stop::Failed(self.broker_error(e))
+                }
+                _ => Stop::ChannelGone,
+            });
+        }
+        while self.confirmed < self.published {
+            self.wait_for_confirm()?;
+        }
+        self.check_returns()
+    }
+}
+
+pub(crate) fn unroutable(ret: &amiquip::Return) -> Error {
+    let exchange = if ret.exchange.is_empty() {
+        "the default exchange".to_string()
+    } else {
+        format!("exchange '{}'", ret.exchange)
+    };
+    Error::Broker {
+        context: format!(
+            "message not routed to any queue (--mandatory): {exchange}, routing key '{}'",
+            ret.routing_key
+        ),
+        code: ret.reply_code,
+        text: ret.reply_text.clone(),
+    }
+}
