@@ -607,6 +607,109 @@ fn refused_logins_and_vhosts() {
         .fails(&["530", "vhost nosuch not found"]);
 }
 
+/// The broker's three-second delay for clients that do not ask for an immediate refusal; a
+/// refusal well under it was reported at once.
+const SILENT_REFUSAL: Duration = Duration::from_secs(3);
+
+#[test]
+fn refused_login_is_reported_at_once() {
+    // The tools advertise `authentication_failure_close`, as the C tools do, so the broker
+    // answers a bad login with connection.close 403 ACCESS_REFUSED at once; without it, it
+    // closes the socket three seconds later without a reason. Both sides, every kind of bad
+    // credentials: exit 1, the broker's reason, and no wait. (The bound is half the broker's
+    // delay so a loaded machine cannot fail it; the times measured are printed.)
+    let dir = amqp_tools_tests::tempfile::tempdir().unwrap();
+    let authfile = dir.path().join("authfile");
+    std::fs::write(&authfile, format!("username:guest\npassword:{SECRET}\n")).unwrap();
+    let authfile = authfile.to_str().unwrap();
+    let wrong_url = format!("amqp://guest:{SECRET}@127.0.0.1");
+    for args in [
+        vec!["-u", wrong_url.as_str()],
+        vec!["--username", "nobody", "--password", SECRET],
+        vec!["--authfile", authfile],
+    ] {
+        let mut all = args.clone();
+        all.extend_from_slice(&["-q", "x"]);
+        let p = pair("amqp-get", &all);
+        p.fails(&["refused", "ACCESS_REFUSED"])
+            .reference_says("ACCESS_REFUSED");
+        for (side, out) in [("ours", Some(&p.ours)), ("reference", p.reference.as_ref())] {
+            let Some(out) = out else { continue };
+            eprintln!("{side}, {}: refused after {:?}", args[0], out.elapsed);
+            assert!(
+                out.elapsed < SILENT_REFUSAL / 2,
+                "{side}: the refusal took {:?} for `{}`",
+                out.elapsed,
+                out.cmdline
+            );
+        }
+    }
+}
+
+#[test]
+fn client_capabilities_are_advertised() {
+    // What the broker's behaviour depends on, in connection.start-ok: ours advertises every
+    // capability it relies on; the C tool advertises the immediate login refusal too.
+    let vhost = amqp_tools_tests::temp_vhost(&amqp_tools_tests::unique("caps"));
+    let url = vhost.url();
+    let broker = Broker::connect_to(&url);
+    let q = broker.temp_queue("caps");
+    // The tool's connection, not the test's own (amiquip's).
+    let tools = |vhost: &str| {
+        amqp_tools_tests::connections_in(vhost)
+            .into_iter()
+            .filter(|c| {
+                amqp_tools_tests::client_property(c, "product").and_then(|v| v.as_str())
+                    != Some("amiquip")
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut sides = vec![("ours", ours("amqp-consume"))];
+    if let Some(c) = require_reference("amqp-consume") {
+        sides.push(("reference", c));
+    }
+    for (side, bin) in sides {
+        let running = cmd(&bin, &["-u", &url, "-q", &q, "cat"]).spawn();
+        let mut seen = None;
+        assert!(
+            amqp_tools_tests::wait_until(Duration::from_secs(20), || {
+                seen = tools(vhost.name()).pop();
+                seen.is_some()
+            }),
+            "{side}: no connection in the vhost"
+        );
+        let conn = seen.unwrap();
+        let caps = amqp_tools_tests::client_property(&conn, "capabilities").unwrap();
+        let has = |name: &str| {
+            caps.as_array()
+                .is_some_and(|kv| kv.iter().any(|c| c[0] == name && c[2] == true))
+        };
+        assert!(has("authentication_failure_close"), "{side}: {caps}");
+        if side == "ours" {
+            for name in [
+                "basic.nack",
+                "connection.blocked",
+                "consumer_cancel_notify",
+                "exchange_exchange_bindings",
+                "per_consumer_qos",
+                "publisher_confirms",
+            ] {
+                assert!(has(name), "ours lacks {name}: {caps}");
+            }
+            assert_eq!(
+                amqp_tools_tests::client_property(&conn, "connection_name"),
+                Some(&amqp_tools_tests::serde_json::json!("amqp-consume")),
+            );
+        }
+        drop(running);
+        assert!(
+            amqp_tools_tests::wait_until(Duration::from_secs(20), || tools(vhost.name())
+                .is_empty()),
+            "{side}: its connection stayed"
+        );
+    }
+}
+
 #[test]
 fn url_table() {
     // §11.27 and §12.23–27: every URL of the table, on both sides. Success is status 2 on an

@@ -891,3 +891,32 @@ fn lost_connection_mid_stream_is_an_error() {
     ours_fails(&out, &["connection", "lost"]);
     assert_eq!(broker.count(&q), Some(10));
 }
+
+#[test]
+fn headers_go_in_command_line_order_with_duplicates() {
+    // The C tool sends -H headers as given, a repeated key included; so does ours (its frames
+    // are its own, not amiquip's sorted map). Read back raw, in wire order, from both.
+    let broker = Broker::connect();
+    let expected: Vec<(String, String)> = [("b", "S:1"), ("a", "S:2"), ("a", "S:3"), ("", "S:e")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for Side { name: side, bin } in sides(PUBLISH) {
+        let q = broker.temp_queue(&format!("hdr-order-{side}"));
+        cmd(
+            &bin,
+            &[
+                "-r", &q, "-H", "b: 1", "-H", "a: 2", "-H", "a:3", "-H", ":e", "-b", "m",
+            ],
+        )
+        .run()
+        .expect_status(0);
+        let headers = amqp_tools_tests::raw_get_headers(&amqp_tools_tests::broker_addr(), &q)
+            .unwrap_or_else(|e| panic!("{side}: raw basic.get failed: {e}"));
+        assert_eq!(
+            headers,
+            Some(expected.clone()),
+            "{side}: headers on the wire"
+        );
+    }
+}

@@ -152,6 +152,9 @@ pub struct WireOptions {
 /// The channel whose frames a publisher writes (see `WireControl::send`).
 const PUBLISH_CHANNEL: u16 = 1;
 
+/// How many of amiquip's last methods `wait_sent` can see.
+const SENT_KEPT: usize = 16;
+
 /// The early channel.open, from connection.open until amiquip asks for the channel.
 #[derive(Debug, PartialEq, Eq)]
 enum EarlyOpen {
@@ -171,6 +174,8 @@ struct State {
     header_left: usize,
     /// amiquip's outbound frames.
     outbound: FrameScanner,
+    /// The method frames amiquip wrote last (channel, class and method), for `wait_sent`.
+    sent: Vec<(u16, (u16, u16))>,
     /// Frames of ours that must be written before amiquip's next bytes.
     pending: Vec<u8>,
     pending_at: usize,
@@ -238,6 +243,7 @@ impl Wire {
             transport,
             header_left: PROTOCOL_HEADER.len(),
             outbound: FrameScanner::new(u32::MAX),
+            sent: Vec::new(),
             pending: Vec::new(),
             pending_at: 0,
             connection_name: Some(options.connection_name),
@@ -483,8 +489,17 @@ impl State {
             }
         }
         let n = self.transport.write(buf)?;
-        // amiquip's frames are well formed; the scanner only follows their boundaries.
-        let _ = self.outbound.feed(&buf[..n], |_| {});
+        // amiquip's frames are well formed; the scanner follows their boundaries and notes
+        // its methods.
+        let sent = &mut self.sent;
+        let _ = self.outbound.feed(&buf[..n], |start| {
+            if let Some(method) = start.method {
+                if sent.len() == SENT_KEPT {
+                    sent.remove(0);
+                }
+                sent.push((start.channel, method));
+            }
+        });
         if self.outbound.at_boundary() {
             shared.boundary.notify_all();
         }
@@ -607,6 +622,28 @@ impl WireControl {
     /// The connection's frame_max (as negotiated in connection.tune-ok).
     pub fn frame_max(&self) -> u32 {
         self.shared.lock().frame_max
+    }
+
+    /// Waits until amiquip has written the method `method` on `channel` completely. A method
+    /// amiquip sends without waiting for an answer (confirm.select with nowait) is only
+    /// queued for its I/O thread when the call returns; frames of ours that must come after it
+    /// on the wire wait for this first.
+    pub fn wait_sent(&self, channel: u16, method: (u16, u16)) -> Result<(), Gone> {
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        loop {
+            if state.dead || state.stopped {
+                return Err(Gone);
+            }
+            if state.outbound.at_boundary() && state.sent.contains(&(channel, method)) {
+                return Ok(());
+            }
+            state = shared
+                .boundary
+                .wait_timeout(state, Duration::from_millis(100))
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
     }
 
     /// Writes complete frames of ours on the connection, between two of amiquip's frames, and
