@@ -359,6 +359,9 @@ fn command_not_found() {
             if is_ours(&side) {
                 assert_one_line_error(&out);
             }
+            // The broker requeues the unacked message when it sees the connection go, which
+            // may be a moment after the tool has exited.
+            amqp_tools_tests::wait_until(Duration::from_secs(10), || b.count(&q) == Some(1));
             let left = b.drain(&q);
             assert_eq!(bodies(&left), ["x"], "{} {cmd}", side.name);
         }

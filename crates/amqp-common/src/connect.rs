@@ -173,13 +173,22 @@ impl Endpoint {
             },
         };
         // At once: the broker takes a while to answer it, and amiquip's threads start meanwhile.
-        transport.write_all(PROTOCOL_HEADER).map_err(|e| {
-            if Instant::now() >= deadline {
-                fail(self.timeout_reason())
-            } else {
-                fail(crate::error::io_reason(&e).to_lowercase())
-            }
-        })?;
+        if let Err(e) = transport.write_all(PROTOCOL_HEADER) {
+            return Err(match &tls {
+                _ if Instant::now() >= deadline => fail(self.timeout_reason()),
+                // A TLS 1.3 broker that refuses the client certificate says so right after
+                // the handshake, which this first write may meet as an alert or a reset.
+                Some(tls) => match tls_text(&e) {
+                    Some(text) => fail(tls.explain(&text, &self.host, peer, deadline)),
+                    None if io_dropped(&e) => fail(
+                        peer.and_then(|addr| tls.diagnose_reset(&self.host, addr, deadline))
+                            .unwrap_or_else(|| crate::error::io_reason(&e).to_lowercase()),
+                    ),
+                    None => fail(crate::error::io_reason(&e).to_lowercase()),
+                },
+                None => fail(crate::error::io_reason(&e).to_lowercase()),
+            });
+        }
         let nonblocking = match &mut transport {
             Transport::Plain(s) => s.nonblocking(),
             Transport::Tls(tls) => tls.get_mut().nonblocking(),
@@ -351,29 +360,37 @@ fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> std::result::Result<T
     Err(last)
 }
 
-/// The OpenSSL text of a failure in TLS after the handshake, in the first reads (TLS 1.3
-/// servers reject a missing client certificate only then).
+/// The OpenSSL text of a failure in TLS after the handshake, in the first reads or writes
+/// (TLS 1.3 servers reject a missing or untrusted client certificate only then).
+fn tls_text(e: &std::io::Error) -> Option<String> {
+    let text = e.to_string();
+    (text.contains("SSL") || text.contains("ssl")).then_some(text)
+}
+
+/// The peer reset or closed the connection (rather than answering with something).
+fn io_dropped(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof
+    )
+}
+
 fn tls_failure(e: &amiquip::Error) -> Option<String> {
     use amiquip::Error as A;
     match e {
-        A::IoErrorReadingSocket { source } | A::IoErrorWritingSocket { source } => {
-            let text = source.to_string();
-            (text.contains("SSL") || text.contains("ssl")).then_some(text)
-        }
+        A::IoErrorReadingSocket { source } | A::IoErrorWritingSocket { source } => tls_text(source),
         _ => None,
     }
 }
 
-/// The peer reset or closed the connection (rather than answering with something).
 fn dropped(e: &amiquip::Error) -> bool {
     use amiquip::Error as A;
-    use std::io::ErrorKind as K;
     match e {
         A::UnexpectedSocketClose => true,
-        A::IoErrorReadingSocket { source } | A::IoErrorWritingSocket { source } => matches!(
-            source.kind(),
-            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof
-        ),
+        A::IoErrorReadingSocket { source } | A::IoErrorWritingSocket { source } => {
+            io_dropped(source)
+        }
         _ => false,
     }
 }
