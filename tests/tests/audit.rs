@@ -4,7 +4,7 @@
 //! that is called, so the linked tools must hold none of it; this checks that the reasoning
 //! still holds after a change (a call to amiquip's Connection::open(url) would break it).
 
-use amqp_tools_tests::{ours, Cmd};
+use amqp_tools_tests::{ours, Cmd, TOOLS};
 use std::time::Duration;
 
 /// Demangled symbol prefixes of the code the ignored advisories are about. url 1.7 has no entry
@@ -15,14 +15,7 @@ const UNREACHABLE: [&str; 3] = ["amq_protocol::uri::", "idna::", "net2::"];
 
 #[test]
 fn the_tools_link_no_code_of_the_ignored_advisories() {
-    for tool in [
-        "amqp-tools",
-        "amqp-publish",
-        "amqp-consume",
-        "amqp-get",
-        "amqp-declare-queue",
-        "amqp-delete-queue",
-    ] {
+    for tool in std::iter::once("amqp-tools").chain(TOOLS) {
         let out = Cmd::new("nm")
             .args(["--demangle", "--defined-only"])
             .arg(ours(tool))

@@ -3,17 +3,9 @@
 //! status 0; and ours breaks its lines where popt would (79 columns on a pipe, the terminal's
 //! width less one on a wider terminal).
 
-use amqp_tools_tests::{ours, require_reference, Cmd, Output};
+use amqp_tools_tests::{ours, require_reference, Cmd, Output, TOOLS};
 use std::path::Path;
 use std::time::Duration;
-
-const TOOLS: [&str; 5] = [
-    "amqp-publish",
-    "amqp-consume",
-    "amqp-get",
-    "amqp-declare-queue",
-    "amqp-delete-queue",
-];
 
 /// The deliberate differences: the C tool lists `-u` for --if-unused, where `-u` is --url (in
 /// popt, the first option with a name wins); ours has no short form for it, and says so.
