@@ -33,5 +33,5 @@ complete -c amqp-publish -l ssl -d 'Use TLS (as amqps:// does); the port default
 complete -c amqp-publish -l no-default-cert-paths -d 'Trust only --cacert, not the system\'s CA certificates'
 complete -c amqp-publish -l insecure -d 'Do not verify the broker\'s certificate (insecure: for testing only)'
 complete -c amqp-publish -s '?' -l help -d 'Show this help and exit'
-complete -c amqp-publish -l usage -d 'Show a short usage line and exit'
+complete -c amqp-publish -l usage -d 'Show every option in brief and exit'
 complete -c amqp-publish -l version -d 'Show the version and exit'

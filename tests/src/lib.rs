@@ -24,7 +24,7 @@ mod net;
 mod raw;
 pub mod tls_node;
 
-pub use bins::{bin_dir, ours, reference, require_reference, sides, workspace_root, Side};
+pub use bins::{bin_dir, ours, reference, require_reference, sides, workspace_root, Side, TOOLS};
 pub use broker::{cancel_consumer, render_value, Broker, Msg, Props};
 pub use cmd::{Cmd, Output, Running};
 pub use ctl::{
