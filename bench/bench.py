@@ -72,6 +72,8 @@ def on_alarm(_signum, _frame):
 
 
 TIMEOUT = 600.0
+# The measured process being waited for, killed if the benchmark is stopped meanwhile.
+RUNNING = None
 
 
 def run(argv, stdin=None, stdout=None):
@@ -86,6 +88,8 @@ def run(argv, stdin=None, stdout=None):
     # Python ignores SIGPIPE and children would inherit that; a shell gives them the default.
     pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions,
                          setsigdef=(signal.SIGPIPE,))
+    global RUNNING
+    RUNNING = pid
     waited = None
     timed_out = False
     try:
@@ -99,6 +103,7 @@ def run(argv, stdin=None, stdout=None):
             timed_out = True
             os.kill(pid, signal.SIGKILL)
             waited = os.wait4(pid, 0)
+    RUNNING = None
     wall = time.perf_counter() - start
     _, status, usage = waited
     return Result(wall, status, usage, timed_out)
@@ -110,11 +115,11 @@ def must(r, what):
     return r
 
 
-def peak_rss(argv, tmp):
+def peak_rss(argv, tmp, stdout=None):
     """Peak RSS in KiB through GNU time: a child spawned by this (larger) Python process would
     report Python's own RSS, which the kernel carries across exec."""
     out = os.path.join(tmp, "time.out")
-    must(run(["/usr/bin/time", "-f", "%M", "-o", out] + argv), " ".join(argv))
+    must(run(["/usr/bin/time", "-f", "%M", "-o", out] + argv, stdout=stdout), " ".join(argv))
     with open(out) as f:
         return int(f.read().split()[-1])
 
@@ -235,7 +240,7 @@ class Bench:
         self.sides = [self.c] + self.builds
         self.limit = args.limit_client
         self.rows = []
-        self.detail = []  # B2: (title, [(label, key, rates, cpus, reference key)])
+        self.detail = []  # B2: (size label, [(text, rates, cpus, reference rates)], limits ratio)
         self.broker = Broker()
         self.tmp = tempfile.mkdtemp(prefix="amqp-bench-")
 
@@ -255,7 +260,7 @@ class Bench:
                 f.write(str(i).encode().rjust(size - 1, b"x") + b"\n")
         return path
 
-    def fill(self, q, path, count):
+    def fill(self, q, path):
         """Puts the lines of `path` in q as messages, confirmed by the broker."""
         must(run([self.limit, "--queue", q, "--confirm", path]), f"filling {q}")
         time.sleep(SETTLE)
@@ -362,7 +367,7 @@ class Bench:
 
     def b3_one(self, side, q, path, n, extra, argv, out_bytes, row, label):
         self.broker.fresh(q)
-        self.fill(q, path, n)
+        self.fill(q, path)
         out = os.path.join(self.tmp, "consume.out")
         r = run([side.tool("amqp-consume"), "-q", q, "-c", str(n)] + extra + ["--"] + argv, stdout=out)
         left = self.broker.count_and_delete(q)
@@ -380,27 +385,47 @@ class Bench:
     # B4: one invocation of declare, publish and get: wall time and peak RSS.
     def b4(self):
         k = self.args.b4_count
-        q = self.broker.queue("b4")
+        # A queue per side: each must end with what it started with (one publish per get), and
+        # every invocation's stdout is checked, so a tool that does nothing cannot pass.
+        queues = {side.name: self.broker.queue(f"b4-{i}") for i, side in enumerate(self.sides)}
         cases = [
-            ("amqp-declare-queue", lambda side: [side.tool("amqp-declare-queue"), "-q", q]),
-            ("amqp-publish -b x", lambda side: [side.tool("amqp-publish"), "-r", q, "-b", "x"]),
-            ("amqp-get", lambda side: [side.tool("amqp-get"), "-q", q]),
+            ("amqp-declare-queue", lambda side, q: [side.tool("amqp-declare-queue"), "-q", q],
+             lambda q: f"{q}\n"),
+            ("amqp-publish -b x", lambda side, q: [side.tool("amqp-publish"), "-r", q, "-b", "x"],
+             lambda q: ""),
+            ("amqp-get", lambda side, q: [side.tool("amqp-get"), "-q", q], lambda q: "x"),
         ]
-        walls = {name: self.row("B4", f"one `{name}`: wall", "ms", False, target=0.9) for name, _ in cases}
-        rss = {name: self.row("B4", f"one `{name}`: peak RSS", "KiB", False, target=1.2) for name, _ in cases}
+        walls = {name: self.row("B4", f"one `{name}`: wall", "ms", False, target=0.9) for name, *_ in cases}
+        rss = {name: self.row("B4", f"one `{name}`: peak RSS", "KiB", False, target=1.2) for name, *_ in cases}
         self.log(f"B4: {k} invocations of each tool per side")
-        self.broker.fresh(q)
         # Every amqp-get (timed, then under GNU time) needs a message, whatever order they run in.
-        stock = 2 * k * len(self.sides) + 4
-        self.fill(q, self.lines_file("b4", stock, 2), stock)
-        for name, argv in cases:
+        stock = 2 * k + 2
+        stock_file = os.path.join(self.tmp, "b4")
+        with open(stock_file, "wb") as f:
+            f.write(b"x\n" * stock)
+        for q in queues.values():
+            self.broker.fresh(q)
+            self.fill(q, stock_file)
+        out = os.path.join(self.tmp, "b4.out")
+        for name, argv, expect in cases:
             for _ in range(k):
                 for side in self.sides:
-                    r = must(run(argv(side)), f"B4 {side.name} {name}")
+                    q = queues[side.name]
+                    what = f"B4 {side.name} {name}"
+                    r = must(run(argv(side, q), stdout=out), what)
+                    self.check_output(out, expect(q), what)
                     walls[name].add(side.name, r.wall * 1000)
-                    rss[name].add(side.name, peak_rss(argv(side), self.tmp))
-        # Each side published as many messages as it got.
-        self.broker.expect(q, stock, "B4")
+                    rss[name].add(side.name, peak_rss(argv(side, q), self.tmp, out))
+                    self.check_output(out, expect(q), what)
+        for side in self.sides:
+            self.broker.expect(queues[side.name], stock, f"B4 {side.name}")
+
+    @staticmethod
+    def check_output(path, expected, what):
+        with open(path, "rb") as f:
+            got = f.read()
+        if got != expected.encode():
+            raise SystemExit(f"bench: {what}: wrote {got[:80]!r} on stdout, not {expected!r}")
 
     # B5: instructions (callgrind) of one `amqp-publish -b x` and of a 10,000-line -l publish.
     def b5(self):
@@ -561,6 +586,9 @@ def main():
             if name in wanted:
                 getattr(b, name.lower())()
     finally:
+        if RUNNING is not None:
+            os.kill(RUNNING, signal.SIGKILL)
+            os.waitpid(RUNNING, 0)
         b.broker.cleanup()
     builds = ", ".join(f"`{n}` = {d} ({linkage(os.path.join(d, 'amqp-publish'))})" for n, d in a.ours)
     print(f"Our builds: {builds}; C: Debian amqp-tools {c_version()} ({C_DIR}).")
