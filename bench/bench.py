@@ -225,6 +225,8 @@ class Row:
     def met(self, build, rounds):
         r = ratio(self.values.get(build), self.ref)
         if self.target is not None and r is not None:
+            # Judged as printed (two decimals), so that the table never shows 0.90 failing 0.9.
+            r = round(r, 2)
             ok = r >= self.target if self.higher_better else r <= self.target
             return "yes" if ok else "NO"
         if self.must_complete:
