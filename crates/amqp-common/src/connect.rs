@@ -2,13 +2,13 @@
 
 use crate::error::{describe_amiquip, Error, Result};
 use crate::options::Endpoint;
+use crate::resolve::resolve;
 use crate::tls::TlsClient;
 use crate::wire::frames::PROTOCOL_HEADER;
 use crate::wire::{Socket, Transport, Wire, WireControl, WireOptions};
 use amiquip::{Auth, Channel, Connection, ConnectionOptions, ConnectionTuning};
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::mpsc;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// The frame size the C tools ask for.
@@ -310,35 +310,6 @@ fn seconds(d: Duration) -> String {
         format!("{s:.0} s")
     } else {
         format!("{s} s")
-    }
-}
-
-/// DNS under the deadline: the resolver has no timeout of its own, so it runs on a thread that
-/// is abandoned if it takes too long.
-fn resolve(
-    host: &str,
-    port: u16,
-    deadline: Instant,
-) -> std::result::Result<Vec<SocketAddr>, String> {
-    if host.is_empty() {
-        return Err("empty host name".into());
-    }
-    // An address needs no resolver, and so no thread to bound it.
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let (tx, rx) = mpsc::channel();
-    let query = (host.to_string(), port);
-    std::thread::spawn(move || {
-        let _ = tx.send(query.to_socket_addrs().map(Iterator::collect::<Vec<_>>));
-    });
-    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-        Ok(Ok(_)) => Err(format!("host name '{host}' has no address")),
-        Ok(Err(_)) => Err(format!("cannot resolve host name '{host}'")),
-        Err(_) => Err(format!(
-            "resolving '{host}' took too long (see --connect-timeout)"
-        )),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod error;
 pub mod number;
 pub mod options;
+pub mod resolve;
 pub mod tls;
 pub mod uri;
 pub mod wire;

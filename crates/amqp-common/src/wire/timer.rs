@@ -3,10 +3,14 @@
 
 use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct Timer {
     fd: OwnedFd,
+    /// Set until a firing has been consumed: `clear` needs no system call otherwise, which
+    /// is on every read of a connection.
+    armed: AtomicBool,
 }
 
 impl Timer {
@@ -24,6 +28,7 @@ impl Timer {
         // SAFETY: fd is a new descriptor that nothing else owns.
         Ok(Timer {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            armed: AtomicBool::new(false),
         })
     }
 
@@ -47,6 +52,7 @@ impl Timer {
     }
 
     fn set(&self, delay: Option<Duration>) {
+        self.armed.store(delay.is_some(), Ordering::Relaxed);
         let delay = delay.unwrap_or(Duration::ZERO);
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
@@ -68,10 +74,18 @@ impl Timer {
 
     /// Consumes expirations; true if it had fired.
     pub fn clear(&self) -> bool {
+        if !self.armed.load(Ordering::Relaxed) {
+            return false;
+        }
         let mut count = [0u8; 8];
         // SAFETY: reads at most 8 bytes into an 8-byte buffer.
         let n = unsafe { libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
-        n == 8
+        let fired = n == 8;
+        if fired {
+            // It fires once; `arm` sets it again.
+            self.armed.store(false, Ordering::Relaxed);
+        }
+        fired
     }
 }
 
