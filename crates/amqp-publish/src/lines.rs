@@ -19,7 +19,7 @@ pub enum Input<'a> {
 
 /// The body the C tool's `-l` publishes for one piece: `strlen` of the buffer, so a NUL ends it.
 fn cut_at_nul(piece: &[u8]) -> &[u8] {
-    match piece.iter().position(|&b| b == 0) {
+    match memchr::memchr(0, piece) {
         Some(i) => &piece[..i],
         None => piece,
     }
@@ -53,7 +53,7 @@ pub fn each_line<R: Read, E>(
         }
         let room = MAX_LINE_PIECE - pending.len();
         let window = &buf[..buf.len().min(room)];
-        let used = match window.iter().position(|&b| b == b'\n') {
+        let used = match memchr::memchr(b'\n', window) {
             Some(newline) => Some(newline + 1),
             None if window.len() == room => Some(room),
             None => None,

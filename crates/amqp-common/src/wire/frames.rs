@@ -209,9 +209,12 @@ impl Properties {
 /// properties, encoded once; `push` adds one message's frames.
 #[derive(Debug, Clone)]
 pub struct PublishFrames {
-    channel: u16,
-    method: Vec<u8>,
+    /// The method frame and the content header frame up to its body size field.
+    head: Vec<u8>,
+    /// The rest of the content header frame (the properties and the end byte).
     properties: Vec<u8>,
+    /// The start of a body frame (type and channel).
+    body_start: [u8; 3],
     body_max: usize,
 }
 
@@ -232,9 +235,16 @@ impl PublishFrames {
         short_string(&mut args, "the exchange name", exchange)?;
         short_string(&mut args, "the routing key", routing_key)?;
         args.push(u8::from(mandatory)); // immediate is never set: RabbitMQ refuses it
-        let mut method = Vec::with_capacity(args.len() + 8);
-        push_frame(&mut method, FRAME_METHOD, channel, &args);
-        let properties = properties.encode()?;
+        let mut head = Vec::with_capacity(args.len() + 8 + 11);
+        push_frame(&mut head, FRAME_METHOD, channel, &args);
+        let mut encoded = properties.encode()?;
+        let [c0, c1] = channel.to_be_bytes();
+        head.extend_from_slice(&[FRAME_HEADER, c0, c1]);
+        // class, weight and body size (12 bytes), then the properties
+        head.extend_from_slice(&((12 + encoded.len()) as u32).to_be_bytes());
+        head.extend_from_slice(&BASIC.to_be_bytes());
+        head.extend_from_slice(&0u16.to_be_bytes()); // weight
+        encoded.push(FRAME_END);
         // A frame_max of 0 means "no limit"; AMQP's minimum is 4096.
         let frame_max = if frame_max == 0 {
             u32::MAX
@@ -242,9 +252,9 @@ impl PublishFrames {
             frame_max.max(4096)
         };
         Ok(PublishFrames {
-            channel,
-            method,
-            properties,
+            head,
+            properties: encoded,
+            body_start: [FRAME_BODY, c0, c1],
             body_max: frame_max as usize - 8,
         })
     }
@@ -252,24 +262,17 @@ impl PublishFrames {
     /// How many bytes `push` adds for a body of `len` bytes.
     pub fn encoded_len(&self, len: usize) -> usize {
         let frames = len.div_ceil(self.body_max);
-        self.method.len() + 8 + 12 + self.properties.len() + len + 8 * frames
+        self.head.len() + 8 + self.properties.len() + len + 8 * frames
     }
 
     /// Appends the method, content header and body frames of one message to `out`.
     pub fn push(&self, body: &[u8], out: &mut Vec<u8>) {
         out.reserve(self.encoded_len(body.len()));
-        out.extend_from_slice(&self.method);
-        out.push(FRAME_HEADER);
-        out.extend_from_slice(&self.channel.to_be_bytes());
-        out.extend_from_slice(&((12 + self.properties.len()) as u32).to_be_bytes());
-        out.extend_from_slice(&BASIC.to_be_bytes());
-        out.extend_from_slice(&0u16.to_be_bytes()); // weight
+        out.extend_from_slice(&self.head);
         out.extend_from_slice(&(body.len() as u64).to_be_bytes());
         out.extend_from_slice(&self.properties);
-        out.push(FRAME_END);
         for piece in body.chunks(self.body_max) {
-            out.push(FRAME_BODY);
-            out.extend_from_slice(&self.channel.to_be_bytes());
+            out.extend_from_slice(&self.body_start);
             out.extend_from_slice(&(piece.len() as u32).to_be_bytes());
             out.extend_from_slice(piece);
             out.push(FRAME_END);
