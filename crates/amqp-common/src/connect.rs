@@ -5,7 +5,7 @@ use crate::options::Endpoint;
 use crate::resolve::resolve;
 use crate::tls::TlsClient;
 use crate::wire::frames::PROTOCOL_HEADER;
-use crate::wire::{Socket, Transport, Wire, WireControl, WireOptions};
+use crate::wire::{Closing, Socket, Transport, Wire, WireControl, WireOptions};
 use amiquip::{Auth, Channel, Connection, ConnectionOptions, ConnectionTuning};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -30,14 +30,18 @@ impl Session {
     /// answering does not hold the tool: the close is abandoned after a few seconds, and that
     /// is an error, since what was sent last (acks, unconfirmed publishes) may not have
     /// arrived.
+    ///
+    /// The channel is closed through amiquip: its close-ok means the broker has everything
+    /// amiquip was asked to send before (acks are sent without waiting for an answer, and only
+    /// amiquip knows when they are out).
     pub fn close(self) -> Result<()> {
         self.close_with(true)
     }
 
     /// Closes only the connection, for when every request made on channel 1 has had its
-    /// answer (a declare-ok, a confirm for every publish): the broker closes the channel with
-    /// the connection, so a channel.close first would be one more round trip that tells
-    /// nothing new. Bounded like `close`.
+    /// answer (a declare-ok, a confirm for every publish), so that nothing of amiquip's is
+    /// waiting to be sent: the broker closes the channel with the connection. Bounded like
+    /// `close`.
     pub fn close_connection(self) -> Result<()> {
         self.close_with(false)
     }
@@ -48,26 +52,61 @@ impl Session {
             connection,
             wire,
         } = self;
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let timed_out = || Error::Connection {
+            context: "cannot close the connection".into(),
+            reason: format!(
+                "the broker did not answer within {}",
+                seconds(CLOSE_TIMEOUT)
+            ),
+        };
+        if close_channel {
+            // Bounded by the wire's deadline: amiquip's reads fail once it passes.
+            wire.set_deadline(Some(deadline));
+            let closed = channel.close();
+            wire.set_deadline(None);
+            if wire.timed_out() {
+                return Err(timed_out());
+            }
+            closed.map_err(|e| Error::amqp("cannot close the channel", e))?;
+        } else {
+            // amiquip's Drop for a channel would close it: a round trip for nothing.
+            std::mem::forget(channel);
+        }
+        // The connection.close is ours, and so is the wait for its close-ok: amiquip's I/O
+        // thread sees the close-ok too and stops by itself. Closing through amiquip would make
+        // this thread wait for that one, and that one for its timer thread, only to exit.
+        let result = wire.close(&crate::wire::frames::connection_close(), deadline);
+        std::mem::forget(connection);
+        result.map_err(|failure| match failure {
+            Closing::TimedOut => timed_out(),
+            Closing::Gone => Error::Connection {
+                context: "cannot close the connection".into(),
+                reason: "the connection to the broker was lost".into(),
+            },
+        })
+    }
+
+    /// Closes the channel and the connection through amiquip, for when the broker has closed
+    /// the channel and its reason is wanted: amiquip keeps it, and its channel.close returns
+    /// it (e.g. 404 NOT_FOUND for a publish to a missing exchange). Bounded like `close`.
+    pub fn close_and_explain(self) -> Result<()> {
+        let Session {
+            channel,
+            connection,
+            wire,
+        } = self;
         // Bounded by the wire's deadline: amiquip's reads fail once it passes, which ends the
         // close without a thread of our own to wait for it.
         wire.set_deadline(Some(Instant::now() + CLOSE_TIMEOUT));
-        let close_connection = |connection: Connection| {
-            connection
-                .close()
-                .map_err(|e| Error::amqp("cannot close the connection", e))
-        };
-        let result = if close_channel {
-            channel
-                .close()
-                .map_err(|e| Error::amqp("cannot close the channel", e))
-                .and_then(|()| close_connection(connection))
-        } else {
-            let result = close_connection(connection);
-            // Only now: amiquip's Drop for a channel closes it, a round trip while the
-            // connection is open; after, it fails at once without sending anything.
-            drop(channel);
-            result
-        };
+        let result = channel
+            .close()
+            .map_err(|e| Error::amqp("cannot close the channel", e))
+            .and_then(|()| {
+                connection
+                    .close()
+                    .map_err(|e| Error::amqp("cannot close the connection", e))
+            });
         if wire.timed_out() {
             return Err(Error::Connection {
                 context: "cannot close the connection".into(),

@@ -96,7 +96,7 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
         Err(Stop::ChannelGone) => {
             // The broker closed the channel (its reason is waiting there) or the connection
             // was lost; closing tells which.
-            let e = match session.close() {
+            let e = match session.close_and_explain() {
                 Err(e) => after_close(plan, e),
                 Ok(()) => Error::Connection {
                     context: format!("cannot publish to {}", plan.destination()),

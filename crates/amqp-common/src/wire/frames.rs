@@ -59,6 +59,23 @@ pub fn channel_open(channel: u16) -> Vec<u8> {
     out
 }
 
+/// connection.close, as a client closes it (200, no failed method).
+pub fn connection_close() -> Vec<u8> {
+    let mut out = Vec::with_capacity(22);
+    let mut args = vec![0, 10, 0, 50];
+    args.extend_from_slice(&200u16.to_be_bytes());
+    short_string_unchecked(&mut args, "goodbye");
+    args.extend_from_slice(&[0, 0, 0, 0]);
+    push_frame(&mut out, FRAME_METHOD, 0, &args);
+    out
+}
+
+/// A short string known to fit (a constant of ours).
+fn short_string_unchecked(out: &mut Vec<u8>, s: &str) {
+    out.push(s.len() as u8);
+    out.extend_from_slice(s.as_bytes());
+}
+
 /// The frame_max of a connection.tune-ok frame (the whole frame, header included).
 pub fn tune_ok_frame_max(frame: &[u8]) -> Option<u32> {
     // header (7), class and method (4), channel_max (2), then frame_max
@@ -451,6 +468,16 @@ mod tests {
             other => panic!("not a start-ok: {other:?}"),
         }
         assert!(rewrite_start_ok(&channel_open(1), "x").is_none());
+    }
+
+    #[test]
+    fn connection_close_reads_back() {
+        match frames(&connection_close()).remove(0) {
+            AMQPFrame::Method(0, AMQPClass::Connection(ConnectionMethod::Close(c))) => {
+                assert_eq!((c.reply_code, c.class_id, c.method_id), (200, 0, 0));
+            }
+            other => panic!("not a connection.close: {other:?}"),
+        }
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub mod scan;
 mod timer;
 
 use frames::{
-    CHANNEL_CLOSE, CHANNEL_OPEN, CHANNEL_OPEN_OK, CONNECTION_CLOSE, CONNECTION_OPEN,
-    CONNECTION_START_OK, CONNECTION_TUNE_OK, PROTOCOL_HEADER,
+    CHANNEL_CLOSE, CHANNEL_OPEN, CHANNEL_OPEN_OK, CONNECTION_CLOSE, CONNECTION_CLOSE_OK,
+    CONNECTION_OPEN, CONNECTION_START_OK, CONNECTION_TUNE_OK, PROTOCOL_HEADER,
 };
 use mio::unix::EventedFd;
 use mio::{Evented, Poll, PollOpt, Ready, Token};
@@ -201,6 +201,8 @@ struct State {
     /// The broker is closing the publish channel or the connection: nothing more of ours may
     /// be sent on it.
     stopped: bool,
+    /// The broker has answered a connection.close (see `WireControl::close`).
+    close_ok: bool,
     /// amiquip is done with the connection (its I/O thread ended).
     dead: bool,
 }
@@ -228,6 +230,15 @@ pub struct Wire {
 #[derive(Clone)]
 pub struct WireControl {
     shared: Arc<Shared>,
+}
+
+/// Why `WireControl::close` did not see the broker's connection.close-ok.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// The connection went away first (the broker closed it, or it broke).
+    Gone,
+    /// The deadline passed.
+    TimedOut,
 }
 
 /// The connection cannot take our frames any more: the broker is closing the channel or the
@@ -260,6 +271,7 @@ impl Wire {
             deadline: None,
             timed_out: false,
             stopped: false,
+            close_ok: false,
             dead: false,
         };
         let shared = Arc::new(Shared {
@@ -297,9 +309,11 @@ impl State {
     /// Checks inbound bytes and notes what concerns our frames.
     fn observe_inbound(&mut self, data: &[u8]) -> io::Result<()> {
         let stopped = &mut self.stopped;
+        let close_ok = &mut self.close_ok;
         self.inbound
             .feed(data, |start| match start.method {
                 Some(CONNECTION_CLOSE) => *stopped = true,
+                Some(CONNECTION_CLOSE_OK) => *close_ok = true,
                 Some(CHANNEL_CLOSE) if start.channel == PUBLISH_CHANNEL => *stopped = true,
                 _ => {}
             })
@@ -582,9 +596,14 @@ impl Drop for Wire {
 
 /// Waits until `fd` can be written, or `limit` has passed.
 fn wait_writable(fd: RawFd, limit: Duration) -> io::Result<()> {
+    wait_for(fd, libc::POLLOUT, limit)
+}
+
+/// Waits until `fd` has `events`, or `limit` has passed.
+fn wait_for(fd: RawFd, events: libc::c_short, limit: Duration) -> io::Result<()> {
     let mut pfd = libc::pollfd {
         fd,
-        events: libc::POLLOUT,
+        events,
         revents: 0,
     };
     let ms = limit.as_millis().min(i32::MAX as u128) as i32;
@@ -643,6 +662,43 @@ impl WireControl {
                 .wait_timeout(state, Duration::from_millis(100))
                 .map(|(s, _)| s)
                 .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Closes the connection: writes `frames` (a connection.close), then reads until the
+    /// broker's connection.close-ok, here rather than on
+    /// amiquip's thread, so that nothing waits for a thread to be woken. amiquip's I/O thread
+    /// may read the close-ok first; it is noticed either way.
+    pub fn close(&self, frames: &[u8], deadline: Instant) -> Result<(), Closing> {
+        self.send(frames).map_err(|_| Closing::Gone)?;
+        let shared = &*self.shared;
+        let mut scratch = [0u8; 4096];
+        loop {
+            {
+                let mut state = shared.lock();
+                loop {
+                    if state.close_ok {
+                        return Ok(());
+                    }
+                    if state.dead {
+                        return Err(Closing::Gone);
+                    }
+                    match state.read(&mut scratch) {
+                        Ok(0) => return Err(Closing::Gone),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return Err(Closing::Gone),
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Closing::TimedOut);
+            }
+            // Short waits: when amiquip's thread takes the bytes, poll does not see them.
+            wait_for(shared.fd, libc::POLLIN, left.min(Duration::from_millis(1)))
+                .map_err(|_| Closing::Gone)?;
         }
     }
 

@@ -335,3 +335,60 @@ fn inbound_garbage_fails_the_read() {
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     assert!(err.to_string().contains("HTTP"), "{err}");
 }
+
+/// The wire after a handshake with channel 1 open, as amiquip leaves it.
+fn open_session() -> (Wire, WireControl, TcpStream) {
+    let (mut wire, control, mut broker) = connected();
+    handshake(&mut wire, &mut broker);
+    let mut answers = open_ok(0);
+    answers.extend_from_slice(&open_ok(1));
+    broker.write_all(&answers).unwrap();
+    read_some(&mut wire);
+    write_all(&mut wire, &channel_open(1));
+    read_some(&mut wire);
+    (wire, control, broker)
+}
+
+#[test]
+fn close_waits_for_close_ok() {
+    let (_wire, control, mut broker) = open_session();
+    let closer = {
+        let control = control.clone();
+        thread::spawn(move || {
+            control.close(
+                &frames::connection_close(),
+                Instant::now() + Duration::from_secs(5),
+            )
+        })
+    };
+    match receive(&mut broker, 1).remove(0) {
+        AMQPFrame::Method(0, AMQPClass::Connection(Conn::Close(_))) => {}
+        other => panic!("expected connection.close, got {other:?}"),
+    }
+    thread::sleep(Duration::from_millis(20));
+    assert!(!closer.is_finished(), "done before the close-ok");
+    broker.write_all(&method_frame(0, 10, 51, &[])).unwrap();
+    assert_eq!(closer.join().unwrap(), Ok(()));
+}
+
+#[test]
+fn close_is_bounded_and_notices_a_lost_connection() {
+    let (_wire, control, broker) = open_session();
+    let started = Instant::now();
+    let silent = control.close(
+        &frames::connection_close(),
+        Instant::now() + Duration::from_millis(200),
+    );
+    assert_eq!(silent, Err(Closing::TimedOut));
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    drop(broker);
+    let (_wire, control, broker) = open_session();
+    drop(broker);
+    assert_eq!(
+        control.close(
+            &frames::connection_close(),
+            Instant::now() + Duration::from_secs(5)
+        ),
+        Err(Closing::Gone)
+    );
+}
