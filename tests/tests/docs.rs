@@ -6,7 +6,8 @@
 //!   repository does not have);
 //! - every anchor cited anywhere in the sources is defined in the map, once;
 //! - every test the map names (`path::function`) exists;
-//! - every entry of the map names a test or says why it is untested.
+//! - every entry of the map names a test or says why it is untested;
+//! - every test ARCHITECTURE.md names exists.
 //!
 //! The checks are plain functions over text; the last test feeds them broken input, so that a
 //! check that stopped finding anything would fail there. No broker is needed.
@@ -274,6 +275,32 @@ fn the_map_covers_every_area_it_lists() {
             );
         }
     }
+}
+
+#[test]
+fn the_architecture_page_names_real_tests() {
+    // ARCHITECTURE.md names tests by file name only (`get.rs::closed_stdout_ends_by_sigpipe`).
+    let page = read_from_workspace("ARCHITECTURE.md").expect("ARCHITECTURE.md exists");
+    let named = named_tests(&page);
+    assert!(
+        !named.is_empty(),
+        "ARCHITECTURE.md names no test: has its format changed?"
+    );
+    let sources = repository_sources();
+    let missing: Vec<String> = named
+        .iter()
+        .filter(|(file, function)| {
+            !sources.iter().any(|s| {
+                (s.path == *file || s.path.ends_with(&format!("/{file}")))
+                    && defines_function(&s.text, function)
+            })
+        })
+        .map(|(file, function)| format!("{file}::{function}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names tests that do not exist: {missing:?}"
+    );
 }
 
 /// An anchor built at run time, so that this file's own text cites nothing.
