@@ -335,7 +335,7 @@ fn default_properties_are_delivery_mode_only() {
 
 #[test]
 fn content_properties_and_headers() {
-    // compatibility.md C-PUB-8, C-PUB-9 (and C-LIB-1 for the repeated key k5).
+    // compatibility.md C-PUB-8, C-PUB-9 (the support library reads headers into a map).
     let runs = same_everywhere(
         |q| {
             strings(&[
