@@ -160,7 +160,7 @@ pub fn main(default_name: &str, run: impl FnOnce() -> Result<()>) -> ! {
     let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => crate::error::report(program_name(), &e),
-        Err(_) => 1,
+        Err(_) => crate::error::FAILURE,
     };
     use std::io::Write;
     let _ = std::io::stdout().flush();
