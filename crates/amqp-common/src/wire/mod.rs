@@ -201,6 +201,8 @@ struct State {
     /// The broker is closing the publish channel or the connection: nothing more of ours may
     /// be sent on it.
     stopped: bool,
+    /// Our connection.close is sent: from then on only `WireControl::close` reads.
+    closing: bool,
     /// The broker has answered a connection.close (see `WireControl::close`).
     close_ok: bool,
     /// amiquip is done with the connection (its I/O thread ended).
@@ -271,6 +273,7 @@ impl Wire {
             deadline: None,
             timed_out: false,
             stopped: false,
+            closing: false,
             close_ok: false,
             dead: false,
         };
@@ -530,6 +533,11 @@ impl Read for Wire {
             shared.timer.arm(state.deadline);
         }
         state.check_deadline()?;
+        if state.closing {
+            // The closing thread reads the rest itself (it waits in poll, which would not
+            // see bytes taken here).
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         state.read(buf)
     }
 }
@@ -666,10 +674,10 @@ impl WireControl {
     }
 
     /// Closes the connection: writes `frames` (a connection.close), then reads until the
-    /// broker's connection.close-ok, here rather than on
-    /// amiquip's thread, so that nothing waits for a thread to be woken. amiquip's I/O thread
-    /// may read the close-ok first; it is noticed either way.
+    /// broker's connection.close-ok, here rather than on amiquip's thread (whose reads find
+    /// nothing from then on), so that nothing waits for a thread to be woken.
     pub fn close(&self, frames: &[u8], deadline: Instant) -> Result<(), Closing> {
+        self.shared.lock().closing = true;
         self.send(frames).map_err(|_| Closing::Gone)?;
         let shared = &*self.shared;
         let mut scratch = [0u8; 4096];
@@ -696,9 +704,7 @@ impl WireControl {
             if left.is_zero() {
                 return Err(Closing::TimedOut);
             }
-            // Short waits: when amiquip's thread takes the bytes, poll does not see them.
-            wait_for(shared.fd, libc::POLLIN, left.min(Duration::from_millis(1)))
-                .map_err(|_| Closing::Gone)?;
+            wait_for(shared.fd, libc::POLLIN, left).map_err(|_| Closing::Gone)?;
         }
     }
 
