@@ -22,8 +22,10 @@ pub fn argv(program: &str, data: &[u8]) -> Vec<OsString> {
 pub fn resolve(conn: &amqp_common::ConnectionArgs) {
     let mut conn = conn.clone();
     conn.authfile = None;
-    if let Ok(endpoint) = conn.resolve(None) {
-        // The endpoint's pieces must be what a URL can carry.
-        let _ = endpoint.target();
+    if let Ok(addresses) = conn.resolve(None) {
+        // The endpoints' pieces must be what a URL can carry.
+        addresses.iter().for_each(|a| {
+            let _ = a.endpoint.target();
+        });
     }
 }

@@ -12,6 +12,9 @@ pub enum Error {
     Config(String),
     /// The broker could not be reached: DNS, TCP, TLS, or a peer that is not an AMQP broker.
     Connect { target: String, reason: String },
+    /// None of several addresses could be used: one line per address, saying why (passwords
+    /// masked).
+    Unreachable(Vec<String>),
     /// The broker refused the login or the virtual host.
     Login(String),
     /// The broker answered an operation with an error (a channel or connection exception).
@@ -128,6 +131,7 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(m) | Error::Config(m) => f.write_str(m),
             Error::Connect { target, reason } => write!(f, "cannot connect to {target}: {reason}"),
+            Error::Unreachable(lines) => f.write_str(&lines.join("; ")),
             Error::Login(reason) => write!(f, "login failed: {reason}"),
             Error::Broker {
                 context,
@@ -143,13 +147,15 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Prints the error as one line on stderr, prefixed by the program name, and returns the exit
-/// status. `Status` prints nothing.
+/// Prints the error as one line on stderr (one per address for `Unreachable`), prefixed by
+/// the program name, and returns the exit status. `Status` prints nothing.
 pub fn report(program: &str, e: &Error) -> i32 {
-    if !matches!(e, Error::Status(_)) {
-        // One line, whatever the broker or the OS put in the text.
-        let line = e.to_string().replace(['\n', '\r'], " ");
-        eprintln!("{program}: {line}");
+    // One line each, whatever the broker or the OS put in the text.
+    let print = |line: &str| eprintln!("{program}: {}", line.replace(['\n', '\r'], " "));
+    match e {
+        Error::Status(_) => {}
+        Error::Unreachable(lines) => lines.iter().for_each(|l| print(l)),
+        other => print(&other.to_string()),
     }
     e.exit_code()
 }

@@ -1,6 +1,7 @@
 //! What the five amqp-* tools share: the connection options and their rules, AMQP URIs,
 //! `--authfile`, connecting under a deadline, and one error type mapped to exit codes.
 
+pub mod addresses;
 pub mod authfile;
 pub mod cli;
 pub mod connect;
@@ -12,6 +13,7 @@ pub mod tls;
 pub mod uri;
 pub mod wire;
 
+pub use addresses::{Address, Addresses};
 pub use cli::{HelpArgs, ParseOptions};
 pub use connect::Session;
 pub use error::{Error, Result};
@@ -23,13 +25,13 @@ pub fn amqp_url_env() -> Option<String> {
 }
 
 impl ConnectionArgs {
-    /// Resolves the options (with AMQP_URL) and connects.
+    /// Resolves the options (with AMQP_URL) and connects to the first address that answers.
     pub fn connect(&self) -> Result<Session> {
-        self.endpoint()?.connect()
+        self.addresses()?.connect()
     }
 
-    /// Resolves the options with AMQP_URL, without connecting.
-    pub fn endpoint(&self) -> Result<Endpoint> {
+    /// Resolves the options with AMQP_URL into the addresses to try, without connecting.
+    pub fn addresses(&self) -> Result<Addresses> {
         self.resolve(amqp_url_env().as_deref())
     }
 }

@@ -1,6 +1,7 @@
 //! The connection options every tool shares, and how they combine into one endpoint.
 //! The checks run in the C tools' order, so the first conflict reported is the same one.
 
+use crate::addresses::{Address, Addresses};
 use crate::authfile;
 use crate::error::{Error, Result};
 use crate::number::c_int;
@@ -24,9 +25,16 @@ pub const DEFAULT_HEARTBEAT: u16 = 30;
 pub struct ConnectionArgs {
     /// Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://...
     /// (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is
-    /// used when no connection option is given)
-    #[arg(short = 'u', long, value_name = "URL", allow_hyphen_values = true)]
-    pub url: Option<String>,
+    /// used when no connection option is given). Give it more than once (or several URLs in
+    /// AMQP_URL, separated by spaces) for the nodes of a cluster: they are tried in order
+    #[arg(
+        short = 'u',
+        long,
+        value_name = "URL",
+        allow_hyphen_values = true,
+        action = clap::ArgAction::Append
+    )]
+    pub url: Vec<String>,
 
     /// Broker host name or address (default localhost)
     #[arg(short = 's', long, value_name = "HOST", allow_hyphen_values = true)]
@@ -141,7 +149,7 @@ impl ConnectionArgs {
     /// True when any option naming the broker or the credentials was given; AMQP_URL is read
     /// only when none was.
     fn names_a_broker(&self) -> bool {
-        self.url.is_some()
+        !self.url.is_empty()
             || self.server.is_some()
             || self.port.is_some_and(|p| p >= 0)
             || self.username.is_some()
@@ -150,18 +158,45 @@ impl ConnectionArgs {
             || self.authfile.is_some()
     }
 
-    /// Checks the options and combines them, in the C tools' order; `amqp_url` is the value of
-    /// the AMQP_URL environment variable. Prints the --server port deprecation warning.
-    pub fn resolve(&self, amqp_url: Option<&str>) -> Result<Endpoint> {
+    /// Checks the options and combines them, in the C tools' order, into the addresses to try;
+    /// `amqp_url` is the value of the AMQP_URL environment variable (one URL, or several
+    /// separated by whitespace). Prints the --server port deprecation warning.
+    pub fn resolve(&self, amqp_url: Option<&str>) -> Result<Addresses> {
+        let urls: Vec<(&str, &str)> = match amqp_url {
+            _ if !self.url.is_empty() => self.url.iter().map(|u| (u.as_str(), "--url")).collect(),
+            Some(env) if !self.names_a_broker() && !env.is_empty() => {
+                let urls: Vec<_> = env.split_ascii_whitespace().collect();
+                if urls.is_empty() {
+                    // Reported as the invalid URL it is.
+                    vec![(env, "AMQP_URL")]
+                } else {
+                    urls.into_iter().map(|u| (u, "AMQP_URL")).collect()
+                }
+            }
+            _ => Vec::new(),
+        };
+        if urls.is_empty() {
+            let endpoint = self.resolve_one(None)?;
+            let shown = endpoint.target();
+            return Ok(Addresses::new(vec![Address { endpoint, shown }]));
+        }
+        let list = urls
+            .into_iter()
+            .map(|url| {
+                self.resolve_one(Some(url)).map(|endpoint| Address {
+                    endpoint,
+                    shown: uri::mask_password(url.0),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Addresses::new(list))
+    }
+
+    /// One address: `url` (with the name of the option or variable it came from) combined with
+    /// the other options, or the other options alone.
+    fn resolve_one(&self, url: Option<(&str, &str)>) -> Result<Endpoint> {
         let mut uri = AmqpUri::default();
         let mut explicit_port = false;
-        let url = match (&self.url, amqp_url) {
-            (Some(url), _) => Some((url.as_str(), "--url")),
-            (None, Some(env)) if !self.names_a_broker() && !env.is_empty() => {
-                Some((env, "AMQP_URL"))
-            }
-            _ => None,
-        };
         if let Some((url, source)) = url {
             uri = uri::parse(url).map_err(|_| {
                 Error::config(format!(
@@ -178,7 +213,7 @@ impl ConnectionArgs {
                 ));
             }
         }
-        let from_url = self.url.is_some();
+        let from_url = !self.url.is_empty();
         let tls_wanted = uri.tls || self.ssl;
 
         if let Some(server) = &self.server {
@@ -304,9 +339,18 @@ mod tests {
         ConnectionArgs::default()
     }
 
+    impl ConnectionArgs {
+        /// The one address the options give.
+        fn resolve1(&self, amqp_url: Option<&str>) -> Result<Endpoint> {
+            let addresses = self.resolve(amqp_url)?;
+            assert_eq!(addresses.len(), 1);
+            Ok(addresses.first().clone())
+        }
+    }
+
     #[test]
     fn defaults() {
-        let e = args().resolve(None).unwrap();
+        let e = args().resolve1(None).unwrap();
         assert_eq!(e.target(), "localhost:5672");
         assert_eq!((e.user.as_str(), e.password.as_str()), ("guest", "guest"));
         assert_eq!(e.vhost, "/");
@@ -316,77 +360,118 @@ mod tests {
 
     #[test]
     fn amqp_url_only_without_connection_flags() {
-        let e = args().resolve(Some("amqp://h:1/v")).unwrap();
+        let e = args().resolve1(Some("amqp://h:1/v")).unwrap();
         assert_eq!((e.target(), e.vhost.as_str()), ("h:1".to_string(), "v"));
         let mut a = args();
         a.server = Some("other".into());
         assert_eq!(
-            a.resolve(Some("amqp://h:1")).unwrap().target(),
+            a.resolve1(Some("amqp://h:1")).unwrap().target(),
             "other:5672"
         );
         let mut a = args();
-        a.url = Some("amqp://u".into());
-        assert_eq!(a.resolve(Some("amqp://h:1")).unwrap().host, "u");
+        a.url = vec!["amqp://u".into()];
+        assert_eq!(a.resolve1(Some("amqp://h:1")).unwrap().host, "u");
     }
 
     #[test]
     fn conflicts_in_c_order() {
         let mut a = args();
-        a.url = Some("amqp://h".into());
+        a.url = vec!["amqp://h".into()];
         a.port = Some(5672);
         a.vhost = Some("v".into());
         assert!(a
-            .resolve(None)
+            .resolve1(None)
             .unwrap_err()
             .to_string()
             .starts_with("--port and --url"));
         let mut a = args();
-        a.url = Some("amqp://h".into());
+        a.url = vec!["amqp://h".into()];
         a.port = Some(-5);
-        assert!(a.resolve(None).is_ok(), "a negative port means 'not given'");
+        assert!(
+            a.resolve1(None).is_ok(),
+            "a negative port means 'not given'"
+        );
         let mut a = args();
         a.server = Some("h:5672".into());
         a.port = Some(5672);
-        assert!(a.resolve(None).is_err());
+        assert!(a.resolve1(None).is_err());
         let mut a = args();
         a.server = Some("h:+5673".into());
-        assert_eq!(a.resolve(None).unwrap().port, 5673);
+        assert_eq!(a.resolve1(None).unwrap().port, 5673);
         for bad in ["h:abc", "h:", "h:70000", "h:-1", "::1", "[::1]"] {
             let mut a = args();
             a.server = Some(bad.into());
-            assert!(a.resolve(None).is_err(), "{bad}");
+            assert!(a.resolve1(None).is_err(), "{bad}");
         }
         let mut a = args();
         a.heartbeat = Some(-1);
-        assert!(a.resolve(None).is_err());
+        assert!(a.resolve1(None).is_err());
     }
 
     #[test]
     fn tls_ports() {
         let mut a = args();
         a.ssl = true;
-        let e = a.resolve(None).unwrap();
+        let e = a.resolve1(None).unwrap();
         assert_eq!(e.port, 5671);
         assert!(e.tls.is_some());
         a.server = Some("h".into());
-        assert_eq!(a.resolve(None).unwrap().target(), "h:5671");
+        assert_eq!(a.resolve1(None).unwrap().target(), "h:5671");
         a.port = Some(5000);
-        assert_eq!(a.resolve(None).unwrap().target(), "h:5000");
+        assert_eq!(a.resolve1(None).unwrap().target(), "h:5000");
         let mut a = args();
         a.ssl = true;
-        a.url = Some("amqp://h".into());
-        assert!(a.resolve(None).is_err());
+        a.url = vec!["amqp://h".into()];
+        assert!(a.resolve1(None).is_err());
         let mut a = args();
-        a.url = Some("amqps://h".into());
-        assert_eq!(a.resolve(None).unwrap().port, 5671);
+        a.url = vec!["amqps://h".into()];
+        assert_eq!(a.resolve1(None).unwrap().port, 5671);
     }
 
     #[test]
     fn bad_url_is_masked() {
         let mut a = args();
-        a.url = Some("amqp://u:s3cret@h?x=1".into());
-        let msg = a.resolve(None).unwrap_err().to_string();
+        a.url = vec!["amqp://u:s3cret@h?x=1".into()];
+        let msg = a.resolve1(None).unwrap_err().to_string();
         assert!(!msg.contains("s3cret"), "{msg}");
         assert!(msg.contains("amqp://u:****@h?x=1"), "{msg}");
+    }
+
+    #[test]
+    fn several_urls() {
+        let mut a = args();
+        a.url = vec!["amqp://u:s3cret@h1:1/v".into(), "amqps://h2".into()];
+        let list = a.resolve(Some("amqp://ignored")).unwrap();
+        let shown: Vec<&str> = list.iter().map(|x| x.shown.as_str()).collect();
+        assert_eq!(shown, ["amqp://u:****@h1:1/v", "amqps://h2"]);
+        assert_eq!(list.get(0).endpoint.target(), "h1:1");
+        assert_eq!(list.get(0).endpoint.password, "s3cret");
+        assert_eq!(list.get(1).endpoint.target(), "h2:5671");
+        assert!(list.get(1).endpoint.tls.is_some() && list.get(0).endpoint.tls.is_none());
+
+        // AMQP_URL: separated by any whitespace; a bad one names itself, masked.
+        let list = args()
+            .resolve(Some(" amqp://h1:1\tamqp://h2:2\n amqp://h3 "))
+            .unwrap();
+        let targets: Vec<String> = list.iter().map(|x| x.endpoint.target()).collect();
+        assert_eq!(targets, ["h1:1", "h2:2", "h3:5672"]);
+        let msg = args()
+            .resolve(Some("amqp://h1 amqp://u:pw@h2?x"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("AMQP_URL 'amqp://u:****@h2?x'"), "{msg}");
+        assert!(args().resolve(Some(" ")).is_err());
+
+        // Every URL is checked against the other options.
+        let mut a = args();
+        a.url = vec!["amqps://h1".into(), "amqp://h2".into()];
+        a.ssl = true;
+        assert!(a.resolve(None).is_err());
+        a.ssl = false;
+        a.vhost = Some("v".into());
+        assert!(a.resolve(None).is_err());
+
+        // Without a URL the one address is shown as host:port.
+        assert_eq!(args().resolve(None).unwrap().get(0).shown, "localhost:5672");
     }
 }

@@ -258,8 +258,7 @@ pub fn run() -> Result<()> {
     for key in args.binding_keys() {
         check_short_string("a routing key", &key)?;
     }
-    let endpoint = args.conn.endpoint()?;
-    let mut session = endpoint.connect()?;
+    let mut session = args.conn.connect()?;
     let queue = match setup(&mut session, &args) {
         Ok(q) => q,
         Err(e) => {

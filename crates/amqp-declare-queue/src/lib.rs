@@ -165,7 +165,7 @@ pub fn run() -> Result<()> {
         ));
     }
     let options = declare_options(&args)?;
-    let session = args.conn.endpoint()?.connect()?;
+    let session = args.conn.connect()?;
     session.finish_answered(|channel| {
         let declared = if args.passive {
             channel.queue_declare_passive(queue.as_str())

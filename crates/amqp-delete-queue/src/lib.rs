@@ -61,7 +61,7 @@ pub fn run() -> Result<()> {
         if_unused: args.if_unused,
         if_empty: args.if_empty,
     };
-    let session = args.conn.endpoint()?.connect()?;
+    let session = args.conn.connect()?;
     session.finish_answered(|channel| {
         let count = channel
             .queue_delete(queue.as_str(), options)

@@ -49,8 +49,7 @@ pub fn run() -> Result<()> {
         .queue
         .ok_or_else(|| Error::usage("no queue given: use -q QUEUE"))?;
     check_short_string("the queue name", &queue)?;
-    let endpoint = args.conn.endpoint()?;
-    let session = endpoint.connect()?;
+    let session = args.conn.connect()?;
     let got_one = session.finish(|channel| {
         let got = channel
             .basic_get(queue.as_str(), false)

@@ -56,10 +56,10 @@ pub fn run() -> Result<()> {
 }
 
 fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
-    let endpoint = conn.endpoint()?;
+    let addresses = conn.addresses()?;
     // Connected and logged in before stdin is read, so a login error shows at once even when
     // stdin is a slow pipe.
-    let session = endpoint.connect()?;
+    let session = addresses.connect()?;
     let mut publisher = match Publisher::new(&session.channel, session.wire(), plan) {
         Ok(p) => p,
         Err(e) => {
