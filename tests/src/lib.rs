@@ -21,6 +21,7 @@ mod cmd;
 mod ctl;
 mod frames;
 mod net;
+pub mod node;
 mod raw;
 pub mod tls_node;
 
