@@ -8,7 +8,7 @@ requeue\t'Put it back in the queue at once (basic.nack with requeue)'
 reject\t'Drop it, or dead-letter it if the queue has a dead-letter exchange (basic.nack without requeue)'"
 complete -c amqp-consume -l idle-timeout -d 'Exit 0 after SECS without a message' -r
 complete -c amqp-consume -s j -l jobs -d 'Run up to N commands at once, each message settled by its own command\'s result (default 1)' -r
-complete -c amqp-consume -s u -l url -d 'Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://... (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is used when no connection option is given)' -r
+complete -c amqp-consume -s u -l url -d 'Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://... (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is used when no connection option is given). Give it more than once (or several URLs in AMQP_URL, separated by spaces) for the nodes of a cluster: they are tried in order' -r
 complete -c amqp-consume -s s -l server -d 'Broker host name or address (default localhost)' -r
 complete -c amqp-consume -l port -d 'Broker port (default 5672, or 5671 with TLS)' -r
 complete -c amqp-consume -l vhost -d 'Virtual host (default /)' -r

@@ -3,7 +3,7 @@ complete -c amqp-declare-queue -l queue-type -d 'Queue type, sent as the x-queue
 quorum\t''
 stream\t''"
 complete -c amqp-declare-queue -l arg -d 'Queue argument KEY=VALUE, repeatable (e.g. x-max-length=10, x-message-ttl=60000, x-dead-letter-exchange=dlx). Whole numbers are sent as signed 64-bit integers, true/false as booleans, anything else as a string' -r
-complete -c amqp-declare-queue -s u -l url -d 'Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://... (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is used when no connection option is given)' -r
+complete -c amqp-declare-queue -s u -l url -d 'Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://... (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is used when no connection option is given). Give it more than once (or several URLs in AMQP_URL, separated by spaces) for the nodes of a cluster: they are tried in order' -r
 complete -c amqp-declare-queue -s s -l server -d 'Broker host name or address (default localhost)' -r
 complete -c amqp-declare-queue -l port -d 'Broker port (default 5672, or 5671 with TLS)' -r
 complete -c amqp-declare-queue -l vhost -d 'Virtual host (default /)' -r

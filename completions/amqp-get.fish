@@ -1,5 +1,5 @@
 complete -c amqp-get -s q -l queue -d 'Queue to take the message from (required)' -r
-complete -c amqp-get -s u -l url -d 'Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://... (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is used when no connection option is given)' -r
+complete -c amqp-get -s u -l url -d 'Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://... (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is used when no connection option is given). Give it more than once (or several URLs in AMQP_URL, separated by spaces) for the nodes of a cluster: they are tried in order' -r
 complete -c amqp-get -s s -l server -d 'Broker host name or address (default localhost)' -r
 complete -c amqp-get -l port -d 'Broker port (default 5672, or 5671 with TLS)' -r
 complete -c amqp-get -l vhost -d 'Virtual host (default /)' -r

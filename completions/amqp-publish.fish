@@ -13,7 +13,7 @@ complete -c amqp-publish -l type -d 'type property (message type name)' -r
 complete -c amqp-publish -l app-id -d 'app_id property (name of the publishing application)' -r
 complete -c amqp-publish -l user-id -d 'user_id property; RabbitMQ refuses the message unless it is the connection\'s user' -r
 complete -c amqp-publish -l timestamp -d 'timestamp property, in seconds since the Unix epoch, or "now"' -r
-complete -c amqp-publish -s u -l url -d 'Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://... (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is used when no connection option is given)' -r
+complete -c amqp-publish -s u -l url -d 'Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://... (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is used when no connection option is given). Give it more than once (or several URLs in AMQP_URL, separated by spaces) for the nodes of a cluster: they are tried in order' -r
 complete -c amqp-publish -s s -l server -d 'Broker host name or address (default localhost)' -r
 complete -c amqp-publish -l port -d 'Broker port (default 5672, or 5671 with TLS)' -r
 complete -c amqp-publish -l vhost -d 'Virtual host (default /)' -r
