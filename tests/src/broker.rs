@@ -7,9 +7,9 @@
 
 use crate::broker_url;
 use amiquip::{
-    AmqpProperties, AmqpValue, Channel, Confirm, Connection, Consumer, ConsumerMessage,
-    ExchangeDeclareOptions, ExchangeType, FieldTable, Publish, QueueDeclareOptions,
-    QueueDeleteOptions,
+    AmqpProperties, AmqpValue, Channel, Confirm, ConfirmSmoother, Connection, Consumer,
+    ConsumerMessage, ExchangeDeclareOptions, ExchangeType, FieldTable, Publish,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use crossbeam_channel::Receiver;
 use std::cell::RefCell;
@@ -214,6 +214,23 @@ impl Broker {
         self.declare_with(q, queue_options(true));
     }
 
+    /// Declares a quorum queue (durable, replicated on every node of a cluster).
+    pub fn declare_quorum(&self, q: &str) {
+        let mut arguments = FieldTable::new();
+        arguments.insert(
+            "x-queue-type".into(),
+            AmqpValue::LongString("quorum".into()),
+        );
+        self.declare_with(
+            q,
+            QueueDeclareOptions {
+                durable: true,
+                arguments,
+                ..queue_options(true)
+            },
+        );
+    }
+
     /// Declares a queue with explicit options (arguments, exclusive, ...).
     pub fn declare_with(&self, q: &str, opts: QueueDeclareOptions) {
         self.cleanup_queue(q);
@@ -305,6 +322,33 @@ impl Broker {
                 "broker {}: no publisher confirm within {CONFIRM_TIMEOUT:?}: {e}",
                 self.url
             ),
+        }
+    }
+
+    /// Publishes every body to queue `q` through the default exchange, in order, and waits
+    /// until the broker has confirmed them all (faster than `publish` one by one).
+    pub fn publish_all<B: AsRef<[u8]>>(&self, q: &str, bodies: &[B]) {
+        let r = self.with_chan(|ch, rx| {
+            for body in bodies {
+                ch.basic_publish("", Publish::new(body.as_ref(), q))?;
+            }
+            let mut smoother = ConfirmSmoother::new();
+            let mut acked = 0;
+            while acked < bodies.len() {
+                let Ok(confirm) = rx.recv_timeout(CONFIRM_TIMEOUT) else {
+                    return Ok(Err(format!("no confirm within {CONFIRM_TIMEOUT:?}")));
+                };
+                for one in smoother.process(confirm) {
+                    match one {
+                        Confirm::Ack(_) => acked += 1,
+                        Confirm::Nack(_) => return Ok(Err("a publish was nacked".into())),
+                    }
+                }
+            }
+            Ok(Ok(()))
+        });
+        if let Err(e) = self.must("publish", r) {
+            panic!("broker {}: publishing to {q}: {e}", self.url);
         }
     }
 

@@ -17,6 +17,7 @@
 pub mod badpeer;
 mod bins;
 mod broker;
+pub mod cluster;
 mod cmd;
 mod ctl;
 mod frames;
