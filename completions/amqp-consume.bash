@@ -23,7 +23,7 @@ _amqp__consume() {
 
     case "${cmd}" in
         amqp__consume)
-            opts="-q -e -r -d -x -A -c -p -j -u -s -? --queue --exchange --routing-key --declare --exclusive --no-ack --count --prefetch-count --on-failure --fail-fast --exit-when-empty --idle-timeout --export-env --jobs --url --server --port --vhost --username --password --authfile --heartbeat --connect-timeout --ssl --cacert --cert --key --no-default-cert-paths --insecure --help --usage --version"
+            opts="-q -e -r -d -x -A -c -p -j -u -s -? --queue --exchange --routing-key --declare --exclusive --no-ack --count --prefetch-count --on-failure --fail-fast --exit-when-empty --idle-timeout --export-env --jobs --reconnect --reconnect-timeout --url --server --port --vhost --username --password --authfile --heartbeat --connect-timeout --ssl --cacert --cert --key --no-default-cert-paths --insecure --help --usage --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -82,6 +82,10 @@ _amqp__consume() {
                     return 0
                     ;;
                 -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reconnect-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -8,6 +8,7 @@ requeue\t'Put it back in the queue at once (basic.nack with requeue)'
 reject\t'Drop it, or dead-letter it if the queue has a dead-letter exchange (basic.nack without requeue)'"
 complete -c amqp-consume -l idle-timeout -d 'Exit 0 after SECS without a message' -r
 complete -c amqp-consume -s j -l jobs -d 'Run up to N commands at once, each message settled by its own command\'s result (default 1)' -r
+complete -c amqp-consume -l reconnect-timeout -d 'With --reconnect: exit 1 if no connection could be made again within SECS of losing one (default 300)' -r
 complete -c amqp-consume -s u -l url -d 'Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://... (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is used when no connection option is given). Give it more than once (or several URLs in AMQP_URL, separated by spaces) for the nodes of a cluster: they are tried in order' -r
 complete -c amqp-consume -s s -l server -d 'Broker host name or address (default localhost)' -r
 complete -c amqp-consume -l port -d 'Broker port (default 5672, or 5671 with TLS)' -r
@@ -26,6 +27,7 @@ complete -c amqp-consume -s A -l no-ack -d 'Do not wait for COMMAND\'s result: e
 complete -c amqp-consume -l fail-fast -d 'Stop at the first COMMAND that fails, settle its message by --on-failure and exit with its status (128+N if it was killed by signal N)'
 complete -c amqp-consume -l exit-when-empty -d 'Exit 0 as soon as the queue has no message ready for us (also at start)'
 complete -c amqp-consume -l export-env -d 'Give COMMAND the message\'s metadata as environment variables: AMQP_ROUTING_KEY, AMQP_EXCHANGE, AMQP_REDELIVERED, AMQP_DELIVERY_TAG, AMQP_<PROPERTY> for each property set (AMQP_CONTENT_TYPE, AMQP_MESSAGE_ID, ...) and AMQP_HEADER_<NAME> for each header'
+complete -c amqp-consume -l reconnect -d 'Survive a lost connection (node killed or restarted, network cut): connect again to any of the --url addresses and go on consuming. Messages whose COMMAND was running come back marked redelivered and run again: COMMAND must be idempotent. Needs -q, and not -x'
 complete -c amqp-consume -l ssl -d 'Use TLS (as amqps:// does); the port defaults to 5671'
 complete -c amqp-consume -l no-default-cert-paths -d 'Trust only --cacert, not the system\'s CA certificates'
 complete -c amqp-consume -l insecure -d 'Do not verify the broker\'s certificate (insecure: for testing only)'

@@ -88,6 +88,19 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether this failure (of an operation, as `Error::amqp` makes it) means that the
+    /// connection is gone: closed or reset, heartbeats missed, or closed by the broker with
+    /// 320 CONNECTION_FORCED (a node shutting down, an administrator closing it). A new
+    /// connection may cure that; a broker refusing what was asked (a channel error) it cannot.
+    pub fn is_connection_loss(&self) -> bool {
+        matches!(
+            self,
+            Error::Connection { .. } | Error::Broker { code: 320, .. }
+        )
+    }
+}
+
 /// A short, lower-case reason for an amiquip failure, without URLs (they may hold passwords).
 pub fn describe_amiquip(e: &amiquip::Error) -> String {
     use amiquip::Error as A;

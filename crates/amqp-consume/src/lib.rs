@@ -2,6 +2,7 @@
 //! and acknowledges the message when the command exits 0.
 
 mod env;
+mod reconnect;
 mod runner;
 mod signals;
 
@@ -11,6 +12,8 @@ use amqp_common::options::parse_seconds;
 use amqp_common::Result;
 use amqp_common::{check_short_string, ConnectionArgs, Error, HelpArgs, ParseOptions, Session};
 use clap::Parser;
+use crossbeam_channel::Receiver;
+use runner::{Carry, Failure};
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -126,6 +129,17 @@ pub struct Args {
     #[arg(short = 'j', long, value_name = "N", value_parser = c_int, allow_hyphen_values = true)]
     pub jobs: Option<i32>,
 
+    /// Survive a lost connection (node killed or restarted, network cut): connect again to any
+    /// of the --url addresses and go on consuming. Messages whose COMMAND was running come
+    /// back marked redelivered and run again: COMMAND must be idempotent. Needs -q, and not -x
+    #[arg(long)]
+    pub reconnect: bool,
+
+    /// With --reconnect: exit 1 if no connection could be made again within SECS of losing one
+    /// (default 300)
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, allow_hyphen_values = true)]
+    pub reconnect_timeout: Option<Duration>,
+
     /// The command to run for each message, and its arguments (run directly, no shell; looked
     /// up in PATH)
     #[arg(value_name = "COMMAND", value_parser = clap::value_parser!(OsString))]
@@ -156,6 +170,28 @@ pub struct Plan {
     pub exit_when_empty: bool,
     pub idle_timeout: Option<Duration>,
     pub export_env: bool,
+}
+
+impl Plan {
+    /// The plan for a new connection once `done` messages were done on the ones before
+    /// (--reconnect): --count counts those, and neither the prefetch nor -j may let the broker
+    /// send more than what is left.
+    pub fn remaining(&self, done: u64) -> Plan {
+        let mut plan = self.clone();
+        if let Some(n) = self.count {
+            let left = n.saturating_sub(done);
+            plan.count = Some(left);
+            if let Ok(fits) = u16::try_from(left) {
+                if fits > 0 && (plan.prefetch == 0 || plan.prefetch > fits) {
+                    plan.prefetch = fits;
+                }
+            }
+            plan.jobs = plan
+                .jobs
+                .min(usize::try_from(left).unwrap_or(usize::MAX).max(1));
+        }
+        plan
+    }
 }
 
 /// basic.qos prefetch as the C tool sets it: the count when it fits, overridden by
@@ -215,6 +251,29 @@ impl Args {
         })
     }
 
+    /// --reconnect needs a queue that outlives the connection.
+    fn check_reconnect(&self) -> Result<()> {
+        if !self.reconnect {
+            if self.reconnect_timeout.is_some() {
+                return Err(Error::usage("--reconnect-timeout needs --reconnect"));
+            }
+            return Ok(());
+        }
+        if self.queue.is_none() {
+            return Err(Error::usage(
+                "--reconnect needs a queue name (-q): a server-named queue is deleted with the \
+                 connection, and its messages with it",
+            ));
+        }
+        if self.exclusive {
+            return Err(Error::usage(
+                "--reconnect cannot be used with -x: the broker deletes an exclusive queue, and \
+                 its messages, with the connection",
+            ));
+        }
+        Ok(())
+    }
+
     /// Binding keys: -r split on commas, empty pieces skipped, at most 1023; without -r the
     /// empty key (the C tool crashes there).
     fn binding_keys(&self) -> Vec<String> {
@@ -258,18 +317,39 @@ pub fn run() -> Result<()> {
     for key in args.binding_keys() {
         check_short_string("a routing key", &key)?;
     }
-    let mut session = args.conn.connect()?;
-    let queue = match setup(&mut session, &args) {
-        Ok(q) => q,
-        Err(e) => {
-            session.abandon();
-            return Err(e);
-        }
-    };
-    let outcome = match session.liveness() {
-        Ok(alive) => runner::run(&session.channel, &queue, &plan, &signal_events, &alive),
-        Err(e) => Err(runner::Failure::Fatal(e)),
-    };
+    args.check_reconnect()?;
+    let addresses = args.conn.addresses()?;
+    if args.reconnect {
+        return reconnect::run(&addresses, &args, &plan, &signal_events);
+    }
+    let mut session = addresses.connect()?;
+    let outcome = consume_on(
+        &mut session,
+        &args,
+        &plan,
+        &signal_events,
+        &mut Carry::default(),
+    );
+    finish(session, outcome)
+}
+
+/// One connection's work: declare and bind, then consume until the plan says to stop or the
+/// connection is lost.
+fn consume_on(
+    session: &mut Session,
+    args: &Args,
+    plan: &Plan,
+    signal_events: &Receiver<i32>,
+    carry: &mut Carry,
+) -> std::result::Result<i32, Failure> {
+    let queue = setup(session, args).map_err(runner::failure)?;
+    let alive = session.liveness().map_err(runner::failure)?;
+    runner::run(&session.channel, &queue, plan, signal_events, &alive, carry)
+}
+
+/// Ends the session as the outcome asks (closing it cleanly, or abandoning a dead or failed
+/// one) and turns the outcome into the tool's result.
+fn finish(session: Session, outcome: std::result::Result<i32, Failure>) -> Result<()> {
     match outcome {
         Ok(status) => {
             session.close()?;
@@ -278,11 +358,11 @@ pub fn run() -> Result<()> {
                 code => Err(Error::Status(code)),
             }
         }
-        Err(runner::Failure::Fatal(e)) => {
+        Err(Failure::Fatal(e) | Failure::Lost(e)) => {
             session.abandon();
             Err(e)
         }
-        Err(runner::Failure::AfterClose(e)) => {
+        Err(Failure::AfterClose(e)) => {
             let _ = session.close();
             Err(e)
         }
@@ -310,6 +390,15 @@ fn setup(session: &mut Session, args: &Args) -> Result<String> {
             queue = declared.name().to_string();
             if args.queue.is_none() {
                 eprintln!("Server provided queue name: {}", escape_name(&queue));
+            }
+            if args.reconnect {
+                eprintln!(
+                    "{}: warning: queue '{queue}' did not exist and was declared non-durable and \
+                     auto-delete: it is deleted with a lost connection, and its messages with \
+                     it (declare it beforehand, e.g. amqp-declare-queue -d or --queue-type \
+                     quorum)",
+                    amqp_common::cli::program_name()
+                );
             }
         }
     }

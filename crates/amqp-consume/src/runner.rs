@@ -28,21 +28,61 @@ pub enum Failure {
     Fatal(Error),
     /// A local failure (the command cannot be started): close cleanly, then report it.
     AfterClose(Error),
+    /// The connection was lost while consuming went on (not while stopping for a signal,
+    /// --fail-fast or a command that cannot start): drop it; `Carry` holds what a new
+    /// connection goes on with.
+    Lost(Error),
 }
 
 type Step<T = ()> = Result<T, Failure>;
 
+/// A failed operation: `Lost` when the connection is gone, else `Fatal`.
 fn fatal(context: impl Into<String>, e: amiquip::Error) -> Failure {
-    Failure::Fatal(Error::amqp(context, e))
+    failure(Error::amqp(context, e))
 }
 
-/// Runs the consumer until the plan says to stop; returns the exit status.
+pub fn failure(e: Error) -> Failure {
+    if e.is_connection_loss() {
+        Failure::Lost(e)
+    } else {
+        Failure::Fatal(e)
+    }
+}
+
+/// What outlives a connection, for --reconnect. Without it the loop starts from the default.
+#[derive(Debug, Default)]
+pub struct Carry {
+    /// Commands still running from earlier connections, by pid: true when their message went
+    /// back to the broker with the connection (it comes again, marked redelivered, so their
+    /// result is ignored), false when it was acknowledged on receipt (-A). They keep their job
+    /// slot and get the signals passed on.
+    pub children: HashMap<i32, bool>,
+    /// Messages done, counted against --count, on earlier connections.
+    pub done: u64,
+    /// Messages of running commands that went back to the broker with the last connection.
+    pub requeued: u64,
+    /// Time already spent without a delivery, for --idle-timeout (the clock stops while there
+    /// is no connection).
+    pub idle: Duration,
+    /// The consumer was started on this connection.
+    pub consuming: bool,
+    /// Messages the lost connections held (received, not settled): the broker gives them again
+    /// once it has noticed the loss, which for a quorum queue waits for a new leader. Until
+    /// that many redelivered messages have come, or `awaiting_until`, neither an empty queue
+    /// (--exit-when-empty) nor a quiet one (--idle-timeout) ends the tool: they are not done.
+    pub awaiting: u64,
+    pub awaiting_until: Option<Instant>,
+}
+
+/// Runs the consumer until the plan says to stop; returns the exit status. `carry` comes from
+/// the connection before (--reconnect), and is filled for the next one when this one is lost.
 pub fn run(
     channel: &Channel,
     queue: &str,
     plan: &Plan,
     signal_events: &Receiver<i32>,
     alive: &Receiver<ConnectionBlockedNotification>,
+    carry: &mut Carry,
 ) -> Step<i32> {
     let consume_context = || format!("cannot consume from queue '{queue}'");
     if plan.count == Some(0) {
@@ -78,8 +118,20 @@ pub fn run(
             },
         )
         .map_err(|e| fatal(consume_context(), e))?;
+    carry.consuming = true;
     let deliveries = consumer.receiver().clone();
     let now = Instant::now();
+    let running = carry
+        .children
+        .drain()
+        .map(|(pid, orphan)| {
+            let job = Job {
+                delivery: None,
+                orphan,
+            };
+            (pid, job)
+        })
+        .collect();
     let mut runner = Runner {
         channel,
         consumer,
@@ -91,19 +143,40 @@ pub fn run(
         received: 0,
         settled: 0,
         channel_limit,
-        running: HashMap::new(),
+        running,
         pending: VecDeque::new(),
         exit: None,
-        idle_since: now,
+        idle_since: now.checked_sub(carry.idle).unwrap_or(now),
         empty_check_at: now,
+        awaiting: carry.awaiting,
+        awaiting_until: carry.awaiting_until,
     };
-    runner.run(&deliveries, signal_events, alive)
+    let result = runner.run(&deliveries, signal_events, alive);
+    match result {
+        Err(Failure::Lost(e)) if runner.exit.is_some() => {
+            // Stopping anyway (signal, --fail-fast): nothing to reconnect for.
+            Err(Failure::Fatal(e))
+        }
+        Err(Failure::Lost(e)) => {
+            // Received by amiquip but not yet by the loop: held by the broker for us too.
+            let unread = deliveries
+                .try_iter()
+                .filter(|m| matches!(m, ConsumerMessage::Delivery(_)))
+                .count();
+            runner.hand_over(carry, unread as u64);
+            Err(Failure::Lost(e))
+        }
+        other => other,
+    }
 }
 
 /// A command that is running, with the message it is working on (`None` when that message was
-/// acknowledged on receipt).
+/// acknowledged on receipt, or went with a lost connection).
 struct Job {
     delivery: Option<Delivery>,
+    /// Started on a connection since lost, with a message that the broker gives again: its
+    /// result is not acted on.
+    orphan: bool,
 }
 
 enum Exit {
@@ -151,9 +224,36 @@ struct Runner<'a> {
     exit: Option<Exit>,
     idle_since: Instant,
     empty_check_at: Instant,
+    /// See `Carry::awaiting`.
+    awaiting: u64,
+    awaiting_until: Option<Instant>,
 }
 
 impl Runner<'_> {
+    /// The connection is lost: what the next one goes on with. `unread` deliveries were still
+    /// on their way to the loop.
+    fn hand_over(&mut self, carry: &mut Carry, unread: u64) {
+        let unsettled = self
+            .running
+            .values()
+            .filter(|job| job.delivery.is_some())
+            .count() as u64;
+        carry.done += self.received.saturating_sub(unsettled);
+        carry.requeued = unsettled;
+        carry.awaiting = self.awaiting + unsettled + self.pending.len() as u64 + unread;
+        carry.awaiting_until = None;
+        carry.idle = if self.running.is_empty() {
+            self.idle_since.elapsed()
+        } else {
+            Duration::ZERO
+        };
+        carry.children = self
+            .running
+            .drain()
+            .map(|(pid, job)| (pid, job.orphan || job.delivery.is_some()))
+            .collect();
+    }
+
     fn run(
         &mut self,
         deliveries: &Receiver<ConsumerMessage>,
@@ -215,18 +315,32 @@ impl Runner<'_> {
         }
     }
 
+    /// Messages of a lost connection have not all come back yet (see `Carry::awaiting`): the
+    /// until when, if so.
+    fn holding_on(&self, now: Instant) -> Option<Instant> {
+        match self.awaiting_until {
+            Some(until) if self.awaiting > 0 && now < until => Some(until),
+            _ => None,
+        }
+    }
+
     fn next_timeout(&self, take: bool) -> Option<Duration> {
         let now = Instant::now();
         let mut due: Vec<Instant> = Vec::new();
         if !self.running.is_empty() {
             due.push(now + REAP_FALLBACK);
         }
-        if self.plan.exit_when_empty && self.accepting && take {
-            due.push(self.empty_check_at);
-        }
-        if let Some(idle) = self.plan.idle_timeout {
-            if self.accepting && self.running.is_empty() {
-                due.push(self.idle_since + idle);
+        if let Some(until) = self.holding_on(now) {
+            // The checks below wait until then.
+            due.push(until);
+        } else {
+            if self.plan.exit_when_empty && self.accepting && take {
+                due.push(self.empty_check_at);
+            }
+            if let Some(idle) = self.plan.idle_timeout {
+                if self.accepting && self.running.is_empty() {
+                    due.push(self.idle_since + idle);
+                }
             }
         }
         due.into_iter()
@@ -237,6 +351,9 @@ impl Runner<'_> {
     fn on_timer(&mut self, take: bool) -> Step {
         self.reap()?;
         let now = Instant::now();
+        if self.holding_on(now).is_some() {
+            return Ok(());
+        }
         if let Some(idle) = self.plan.idle_timeout {
             if self.accepting && self.running.is_empty() && now >= self.idle_since + idle {
                 return self.stop(Stop::Done);
@@ -249,7 +366,11 @@ impl Runner<'_> {
                 .map_err(|e| fatal(format!("cannot look up queue '{}'", self.queue), e))?;
             // Deliveries to us travel on this channel ahead of the declare-ok, so whatever the
             // broker had sent us is already received; the cancel below still lets it run.
-            if queue.declared_message_count() == Some(0) {
+            // The count includes our own consumer: a quorum queue whose leader cannot be
+            // reached (a node just died, an election is on) answers 0 messages and 0
+            // consumers, which is not an empty queue.
+            let counted_us = queue.declared_consumer_count().unwrap_or(0) > 0;
+            if queue.declared_message_count() == Some(0) && counted_us {
                 return self.stop(Stop::Done);
             }
             self.empty_check_at = Instant::now() + EMPTY_POLL;
@@ -276,6 +397,9 @@ impl Runner<'_> {
         let context = || format!("consuming from queue '{}'", self.queue);
         match msg {
             Ok(ConsumerMessage::Delivery(d)) => {
+                if d.redelivered && self.awaiting > 0 {
+                    self.awaiting -= 1;
+                }
                 if (self.accepting || self.draining) && self.running.len() >= self.plan.jobs {
                     self.pending.push_back(d);
                     Ok(())
@@ -295,7 +419,7 @@ impl Runner<'_> {
             | Ok(ConsumerMessage::ServerClosedConnection(e)) => Err(fatal(context(), e)),
             Ok(ConsumerMessage::ClientClosedChannel)
             | Ok(ConsumerMessage::ClientClosedConnection)
-            | Err(RecvError) => Err(Failure::Fatal(Error::Connection {
+            | Err(RecvError) => Err(Failure::Lost(Error::Connection {
                 context: context(),
                 reason: "the connection to the broker was lost".into(),
             })),
@@ -359,7 +483,11 @@ impl Runner<'_> {
                 }
                 // Reaped by pid through waitpid(-1) (see signals::reap), not through `child`.
                 drop(child);
-                self.running.insert(pid, Job { delivery });
+                let job = Job {
+                    delivery,
+                    orphan: false,
+                };
+                self.running.insert(pid, job);
                 Ok(())
             }
             Err(e) => {
@@ -390,6 +518,9 @@ impl Runner<'_> {
             return Ok(());
         };
         self.idle_since = Instant::now();
+        if job.orphan {
+            return Ok(());
+        }
         if kind.success() {
             if let Some(d) = job.delivery {
                 self.settle(d, Settle::Ack)?;
@@ -415,6 +546,15 @@ impl Runner<'_> {
     }
 
     fn settle(&mut self, d: Delivery, how: Settle) -> Step {
+        let settled = self.send_settle(d, how);
+        if settled.is_err() {
+            // Not done after all: the broker gives the message again.
+            self.received = self.received.saturating_sub(1);
+        }
+        settled
+    }
+
+    fn send_settle(&mut self, d: Delivery, how: Settle) -> Step {
         if let (Some(n), true) = (self.plan.count, self.accepting) {
             // Settling frees a prefetch slot: the broker may then have at most `room`
             // messages unacknowledged with us, or it would send more than --count allows
