@@ -366,6 +366,16 @@ impl Broker {
         }
     }
 
+    /// How many consumers queue `q` has (passive declare); `None` if the queue is absent.
+    pub fn consumers(&self, q: &str) -> Option<u32> {
+        let ch = self.must("open channel", self.open_channel());
+        match ch.queue_declare_passive(q) {
+            Ok(queue) => Some(queue.declared_consumer_count().unwrap_or(0)),
+            Err(amiquip::Error::ServerClosedChannel { code: 404, .. }) => None,
+            Err(e) => panic!("broker {}: passive declare of {q} failed: {e}", self.url),
+        }
+    }
+
     /// Whether queue `q` exists.
     pub fn exists(&self, q: &str) -> bool {
         self.count(q).is_some()

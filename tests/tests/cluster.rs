@@ -5,7 +5,9 @@
 //! counted and printed.
 
 use amqp_tools_tests::cluster::{cluster, Cluster};
-use amqp_tools_tests::{ours, refused_port, silent_peer, unique, wait_until, Broker, Cmd};
+use amqp_tools_tests::{
+    broker_url, ours, refused_port, silent_peer, unique, wait_until, Broker, Cmd, Proxy,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -324,4 +326,357 @@ fn reconnect_survives_a_killed_node() {
         lines[0]
     );
     c.restart(0);
+}
+
+// Scenario 3: a rolling restart of all three nodes (each stopped cleanly, as an upgrade does,
+// and started again before the next) while a consumer with --reconnect works through a quorum
+// queue: each restart takes its connection away (it moves on to the next address each time),
+// it keeps going, and nothing is lost.
+#[test]
+fn reconnect_survives_a_rolling_restart() {
+    let Some(c) = need_cluster() else { return };
+    let _disrupting = c.disrupt();
+    let q = unique("clu-rolling");
+    let expected = ids(2000);
+    {
+        let admin = Broker::connect_to(&c.url(1));
+        admin.declare_quorum(&q);
+        admin.publish_all(&q, &expected);
+        // Its connection would not survive the restarts; the queue is deleted at the end.
+        std::mem::forget(admin);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ledger_path = dir.path().join("ledger");
+    // While this file exists each command takes a little time, so that the work outlasts the
+    // restarts; then the rest goes quickly.
+    let slow = dir.path().join("slow");
+    std::fs::write(&slow, "").unwrap();
+    let consumer = tool("amqp-consume")
+        .args([
+            "-q",
+            &q,
+            "-j",
+            "2",
+            "-p",
+            "10",
+            "--reconnect",
+            "--exit-when-empty",
+        ])
+        .args(c.url_args())
+        .args(["--", "sh", "-c"])
+        .arg(r#"id=$(cat); [ -e "$1" ] && sleep 0.05; echo "$id" >> "$0""#)
+        .arg(&ledger_path)
+        .arg(&slow)
+        .timeout(Duration::from_secs(400))
+        .spawn();
+    for i in 0..3 {
+        let before = ledger_lines(&ledger_path);
+        c.stop(i);
+        c.restart(i);
+        // Progress after each restart: the consumer is still at work.
+        assert!(
+            wait_until(Duration::from_secs(60), || ledger_lines(&ledger_path)
+                > before + 20),
+            "no progress after restarting node {}: {}",
+            i + 1,
+            consumer.stderr_now()
+        );
+    }
+    std::fs::remove_file(&slow).unwrap();
+    let out = consumer.wait();
+    out.expect_status(0);
+    let seen = ledger(&ledger_path);
+    let duplicates = assert_all_seen(&expected, &seen, "rolling restart");
+    let admin = Broker::connect_to(&c.url(1));
+    admin.cleanup_queue(&q);
+    assert_eq!(admin.count(&q), Some(0), "the queue must be empty");
+    // Each node's restart took the connection: from node 1 to 2, 2 to 3, 3 back to 1.
+    let lost: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" lost ("))
+        .collect();
+    let moved: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(": reconnected to "))
+        .collect();
+    assert_eq!((lost.len(), moved.len()), (3, 3), "{}", out.stderr);
+    for (k, line) in moved.iter().enumerate() {
+        let to = c.url((k + 1) % 3).replace("guest:guest", "guest:****");
+        assert!(
+            line.contains(&format!("reconnected to {to} after")),
+            "{line}"
+        );
+    }
+    assert!(
+        lost.iter().all(|l| l.contains("320 CONNECTION_FORCED")),
+        "a clean stop closes the connection with 320: {}",
+        out.stderr
+    );
+    eprintln!(
+        "scenario 3 (rolling restart of 3 nodes, --reconnect -j 2): {} ids, {duplicates} \
+         duplicates",
+        expected.len()
+    );
+}
+
+fn consume_via(url: &str) -> Cmd {
+    tool("amqp-consume").args(["-u", url])
+}
+
+// --reconnect keeps the queue it consumes from: a server-named or exclusive one would not
+// outlive the connection, and --reconnect-timeout means nothing without --reconnect.
+#[test]
+fn reconnect_refuses_what_cannot_survive_a_reconnect() {
+    for (args, message) in [
+        (
+            &["--reconnect", "cat"][..],
+            "--reconnect needs a queue name (-q): a server-named queue is deleted with the \
+             connection, and its messages with it",
+        ),
+        (
+            &["--reconnect", "-q", "x", "-x", "cat"],
+            "--reconnect cannot be used with -x: the broker deletes an exclusive queue, and its \
+             messages, with the connection",
+        ),
+        (
+            &["-q", "x", "--reconnect-timeout", "5", "cat"],
+            "--reconnect-timeout needs --reconnect",
+        ),
+    ] {
+        let out = consume_via(&format!("amqp://127.0.0.1:{}", refused_port()))
+            .args(args)
+            .run();
+        out.expect_status(1);
+        assert_eq!(out.stderr, format!("amqp-consume: {message}\n"), "{args:?}");
+    }
+}
+
+// -c counts across a reconnect: a message whose command was running when the connection was
+// cut comes back marked redelivered, waits for that command's job slot, runs again, and only
+// messages whose result reached the broker count. The queue keeps the rest.
+#[test]
+fn count_holds_across_a_reconnect() {
+    let b = Broker::connect();
+    let q = b.temp_queue("clu-count");
+    let bodies: Vec<String> = (1..=10).map(|i| format!("m{i}")).collect();
+    b.publish_all(&q, &bodies);
+    let dir = tempfile::tempdir().unwrap();
+    let ledger_path = dir.path().join("ledger");
+    let go = dir.path().join("go");
+    // m3's first run waits for "go": the connection is cut while it runs.
+    let script = r#"id=$(cat); echo "$id $AMQP_REDELIVERED" >> "$0"
+        if [ "$id" = m3 ] && [ "$AMQP_REDELIVERED" = false ]; then
+            n=0; while [ ! -e "$1" ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done
+        fi"#;
+    let proxy = Proxy::to_broker();
+    let run = consume_via(&proxy.url())
+        .args(["-q", &q, "-c", "6", "--reconnect", "--export-env", "--"])
+        .args(["sh", "-c", script])
+        .arg(&ledger_path)
+        .arg(&go)
+        .spawn();
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&ledger_path).is_ok_and(|t| t.contains("m3 false"))
+    }));
+    proxy.cut();
+    assert!(wait_until(Duration::from_secs(10), || run
+        .stderr_now()
+        .contains(": reconnected to ")));
+    std::fs::write(&go, "").unwrap();
+    let out = run.wait();
+    out.expect_status(0);
+    let text = std::fs::read_to_string(&ledger_path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        ["m1 false", "m2 false", "m3 false", "m3 true", "m4 true", "m5 true", "m6 true"],
+        "{}",
+        out.stderr
+    );
+    assert_eq!(b.count(&q), Some(4), "six messages done, four left");
+    let lost = out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        lost.ends_with(
+            "; reconnecting; 1 message(s) whose command was running will come again, marked \
+             redelivered (a delivery cannot be acknowledged on another connection)"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+// While no connection can be made, SIGTERM still ends the tool: the command still running
+// from the lost connection gets the signal and is waited for; status 128+15.
+#[test]
+fn signal_while_reconnecting() {
+    let b = Broker::connect();
+    let q = b.temp_queue("clu-sigterm");
+    b.publish(&q, b"one");
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let proxy = Proxy::to_broker();
+    let mut run = consume_via(&proxy.url())
+        .args(["-q", &q, "--reconnect", "--", "sh", "-c"])
+        .arg(r#"trap 'echo TERM >> "$0"; exit 0' TERM; cat >/dev/null; echo started >> "$0"; sleep 30 & wait"#)
+        .arg(&marker)
+        .spawn();
+    assert!(wait_until(Duration::from_secs(10), || marker.exists()));
+    proxy.refuse(true);
+    proxy.cut();
+    assert!(wait_until(Duration::from_secs(10), || run
+        .stderr_now()
+        .contains("; reconnecting")));
+    run.signal(libc::SIGTERM);
+    let out = run
+        .wait_timeout(Duration::from_secs(10))
+        .expect("SIGTERM ends the tool while it reconnects");
+    assert_eq!(out.status(), 128 + libc::SIGTERM, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "started\nTERM\n");
+    assert!(wait_until(Duration::from_secs(10), || b.count(&q) == Some(1)));
+}
+
+// --reconnect-timeout bounds the trying: exit 1, saying why, after that long without a
+// connection; the message being processed is back in the queue.
+#[test]
+fn reconnect_timeout_gives_up() {
+    let b = Broker::connect();
+    let q = b.temp_queue("clu-giveup");
+    let proxy = Proxy::to_broker();
+    let run = consume_via(&proxy.url())
+        .args(["-q", &q, "--reconnect", "--reconnect-timeout", "1.5", "cat"])
+        .spawn();
+    assert!(wait_until(Duration::from_secs(10), || b.consumers(&q) == Some(1)));
+    proxy.refuse(true);
+    proxy.cut();
+    let out = run.wait();
+    out.expect_status(1);
+    let shown = proxy.url().replace("guest:guest", "guest:****");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "amqp-consume: connection to {shown} lost (consuming from queue '{q}': the \
+             connection to the broker was lost); reconnecting\n\
+             amqp-consume: the connection was lost and could not be made again within 1.5 s \
+             (see --reconnect-timeout)\n\
+             amqp-consume: cannot connect to 127.0.0.1:{}: connection refused\n",
+            proxy.port()
+        )
+    );
+}
+
+// --idle-timeout counts time without a delivery while connected: an outage longer than it does
+// not end the tool, and a message published meanwhile is processed after the reconnect.
+#[test]
+fn idle_timeout_pauses_while_reconnecting() {
+    let b = Broker::connect();
+    let q = b.temp_queue("clu-idle");
+    let proxy = Proxy::to_broker();
+    let run = consume_via(&proxy.url())
+        .args(["-q", &q, "--reconnect", "--idle-timeout", "1", "cat"])
+        .spawn();
+    assert!(wait_until(Duration::from_secs(10), || b.consumers(&q) == Some(1)));
+    proxy.refuse(true);
+    proxy.cut();
+    assert!(wait_until(Duration::from_secs(10), || run
+        .stderr_now()
+        .contains("; reconnecting")));
+    b.publish(&q, b"during the outage");
+    // Longer than --idle-timeout without a connection.
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.refuse(false);
+    let out = run.wait();
+    out.expect_status(0);
+    assert_eq!(out.stdout, b"during the outage");
+    assert!(out.stderr.contains(": reconnected to "), "{}", out.stderr);
+    assert_eq!(b.count(&q), Some(0));
+}
+
+// Missed heartbeats (a peer gone silent) are a lost connection too: --reconnect connects again
+// once the peer answers.
+#[test]
+fn reconnect_after_missed_heartbeats() {
+    let b = Broker::connect();
+    let q = b.temp_queue("clu-silent");
+    let proxy = Proxy::to_broker();
+    let run = consume_via(&proxy.url())
+        .args([
+            "-q",
+            &q,
+            "--reconnect",
+            "--heartbeat",
+            "1",
+            "--connect-timeout",
+            "2",
+        ])
+        .args(["-c", "1", "cat"])
+        .spawn();
+    assert!(wait_until(Duration::from_secs(10), || b.consumers(&q) == Some(1)));
+    proxy.pause();
+    assert!(
+        wait_until(Duration::from_secs(20), || run
+            .stderr_now()
+            .contains("; reconnecting")),
+        "{}",
+        run.stderr_now()
+    );
+    proxy.cut();
+    proxy.resume();
+    b.publish(&q, b"after the silence");
+    let out = run.wait();
+    out.expect_status(0);
+    assert_eq!(out.stdout, b"after the silence");
+}
+
+// A deleted queue is not a lost connection: --reconnect or not, exit 1 at once.
+#[test]
+fn deleted_queue_ends_a_reconnecting_consumer() {
+    let b = Broker::connect();
+    let q = b.temp_queue("clu-deleted");
+    let mut run = consume_via(&broker_url())
+        .args(["-q", &q, "--reconnect", "cat"])
+        .spawn();
+    assert!(wait_until(Duration::from_secs(10), || b.consumers(&q) == Some(1)));
+    b.delete(&q);
+    let out = run
+        .wait_timeout(Duration::from_secs(10))
+        .expect("exits at once");
+    out.expect_status(1);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "amqp-consume: consuming from queue '{q}': the broker cancelled the consumer (the \
+             queue was deleted?)\n"
+        )
+    );
+}
+
+// With -d, a queue that --reconnect would redeclare after a loss is declared auto-delete (as
+// the C tool declares it): said on stderr, since its messages do not survive the loss.
+#[test]
+fn reconnect_warns_about_a_queue_it_declares() {
+    let b = Broker::connect();
+    let q = unique("clu-declared");
+    b.cleanup_queue(&q);
+    let out = consume_via(&broker_url())
+        .args([
+            "-q",
+            &q,
+            "-d",
+            "--reconnect",
+            "--idle-timeout",
+            "0.3",
+            "cat",
+        ])
+        .run();
+    out.expect_status(0);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "amqp-consume: warning: queue '{q}' did not exist and was declared non-durable and \
+             auto-delete: it is deleted with a lost connection, and its messages with it \
+             (declare it beforehand, e.g. amqp-declare-queue -d or --queue-type quorum)\n"
+        )
+    );
 }
