@@ -680,3 +680,122 @@ fn reconnect_warns_about_a_queue_it_declares() {
         )
     );
 }
+
+/// Declares a quorum queue with `--arg`s through amqp-declare-queue on node `node`.
+fn declare_quorum_with(c: &Cluster, node: usize, q: &str, args: &[&str]) {
+    let mut cmd =
+        tool("amqp-declare-queue").args(["-u", &c.url(node), "-q", q, "--queue-type", "quorum"]);
+    for a in args {
+        cmd = cmd.args(["--arg", a]);
+    }
+    cmd.run().expect_status(0);
+}
+
+// Quorum queues with every tool: publish, get, consume with -c (never a message more than N
+// taken off the queue, although a quorum queue ignores the channel-wide prefetch limit) and
+// with -j.
+#[test]
+fn quorum_queue_with_every_tool() {
+    let Some(c) = need_cluster() else { return };
+    let _steady = c.steady();
+    let admin = Broker::connect_to(&c.url(2));
+    let q = unique("clu-qq");
+    declare_quorum_with(c, 0, &q, &[]);
+    admin.cleanup_queue(&q);
+    let bodies = ids(20);
+    tool("amqp-publish")
+        .args(["-u", &c.url(1), "-r", &q, "-l"])
+        .stdin(bodies.join("\n") + "\n")
+        .run()
+        .expect_status(0);
+    let out = tool("amqp-get").args(["-u", &c.url(2), "-q", &q]).run();
+    out.expect_status(0);
+    assert_eq!(out.stdout, b"id-00001\n");
+    // -c 3, one command at a time: three messages processed, and no fourth one delivered (it
+    // would come back marked redelivered).
+    let out = tool("amqp-consume")
+        .args(["-u", &c.url(0), "-q", &q, "-c", "3", "cat"])
+        .run();
+    out.expect_status(0);
+    assert_eq!(out.stdout_str(), "id-00002\nid-00003\nid-00004\n");
+    let next = admin.get(&q).expect("a message");
+    assert_eq!(
+        (next.body.as_slice(), next.redelivered),
+        (&b"id-00005\n"[..], false),
+        "a message beyond -c was taken off the queue"
+    );
+    // -j 4 through the rest, each once (and a -c beyond the 65535 a prefetch limit can say).
+    let out = tool("amqp-consume")
+        .args([
+            "-u",
+            &c.url(1),
+            "-q",
+            &q,
+            "-j",
+            "4",
+            "-c",
+            "70000",
+            "--exit-when-empty",
+        ])
+        .arg("cat")
+        .run();
+    out.expect_status(0);
+    let mut got: Vec<String> = out.stdout_str().lines().map(str::to_string).collect();
+    got.sort();
+    assert_eq!(got, bodies[5..].to_vec());
+    assert_eq!(admin.count(&q), Some(0));
+}
+
+// --on-failure with a quorum queue and its delivery limit: requeue gives the message back at
+// once until the broker's delivery limit dead-letters it; reject dead-letters it at once; hold
+// leaves it unacknowledged until exit, which counts as a delivery too.
+#[test]
+fn quorum_queue_on_failure_and_delivery_limit() {
+    let Some(c) = need_cluster() else { return };
+    let _steady = c.steady();
+    let admin = Broker::connect_to(&c.url(1));
+    for (policy, runs, dead_lettered) in [
+        ("requeue", 3, true),
+        ("reject", 1, true),
+        ("hold", 1, false),
+    ] {
+        let q = unique("clu-qq-limit");
+        let dlq = unique("clu-qq-dlq");
+        declare_quorum_with(c, 1, &dlq, &[]);
+        declare_quorum_with(
+            c,
+            1,
+            &q,
+            &[
+                "x-delivery-limit=2",
+                "x-dead-letter-exchange=",
+                &format!("x-dead-letter-routing-key={dlq}"),
+            ],
+        );
+        admin.cleanup_queue(&q);
+        admin.cleanup_queue(&dlq);
+        admin.publish(&q, b"poison");
+        let out = tool("amqp-consume")
+            .args(["-u", &c.url(0), "-q", &q, "--on-failure", policy])
+            .args(["--idle-timeout", "1", "--", "sh", "-c", "cat; echo; exit 3"])
+            .run();
+        out.expect_status(0);
+        assert_eq!(
+            out.stdout_str(),
+            "poison\n".repeat(runs),
+            "--on-failure {policy}"
+        );
+        if dead_lettered {
+            assert!(
+                wait_until(Duration::from_secs(10), || admin.count(&dlq) == Some(1)),
+                "--on-failure {policy}: not dead-lettered"
+            );
+            assert_eq!(admin.count(&q), Some(0), "--on-failure {policy}");
+        } else {
+            // Back in the queue after the exit; its delivery count is now 1.
+            let m = admin.get(&q).expect("held message back in the queue");
+            assert!(m.redelivered, "--on-failure {policy}");
+            assert_eq!(admin.count(&dlq), Some(0));
+        }
+    }
+}

@@ -101,9 +101,10 @@ pub fn run(
     let mut channel_limit = None;
     if let Some(n) = plan.count {
         if n > 65535 && plan.prefetch == 0 {
-            // Without a per-consumer limit the broker would push more than --count messages.
+            // Without a limit the broker would push more than --count messages. Per consumer:
+            // a quorum queue refuses to be consumed under a channel-wide limit (540).
             channel
-                .qos(0, u16::MAX, true)
+                .qos(0, u16::MAX, false)
                 .map_err(|e| fatal("cannot set the prefetch count", e))?;
             channel_limit = Some(u16::MAX);
         }
@@ -140,6 +141,7 @@ pub fn run(
         accepting: true,
         draining: true,
         rx_done: false,
+        arrived: 0,
         received: 0,
         settled: 0,
         channel_limit,
@@ -212,9 +214,13 @@ struct Runner<'a> {
     draining: bool,
     /// The broker confirmed the cancel (or the connection is gone): no more deliveries.
     rx_done: bool,
+    /// Deliveries that arrived while the consumer was on, started or waiting for a job slot.
+    arrived: u64,
+    /// Deliveries taken up (started, or dropped once stopping).
     received: u64,
     settled: u64,
-    /// The channel-wide prefetch limit currently set (basic.qos global), if any.
+    /// The prefetch limit the loop set beyond the plan's, if any: per consumer at the start
+    /// (a --count above 65535), channel-wide (basic.qos global) once `settle` lowers it.
     channel_limit: Option<u16>,
     running: HashMap<i32, Job>,
     /// Deliveries received while every job slot was busy, started in order as slots free up.
@@ -400,6 +406,15 @@ impl Runner<'_> {
                 if d.redelivered && self.awaiting > 0 {
                     self.awaiting -= 1;
                 }
+                if self.accepting {
+                    self.arrived += 1;
+                    if self.plan.count == Some(self.arrived) {
+                        // As soon as --count messages are in hand, before any ack frees a
+                        // prefetch slot, so no message beyond it is sent to us. (A quorum
+                        // queue ignores the channel-wide limit that `settle` lowers.)
+                        self.stop(Stop::Done)?;
+                    }
+                }
                 if (self.accepting || self.draining) && self.running.len() >= self.plan.jobs {
                     self.pending.push_back(d);
                     Ok(())
@@ -441,11 +456,6 @@ impl Runner<'_> {
         self.received += 1;
         self.idle_since = Instant::now();
         self.empty_check_at = self.idle_since + EMPTY_POLL;
-        if self.plan.count == Some(self.received) && self.accepting {
-            // Before any further ack frees a prefetch slot, so no message beyond --count is
-            // sent to us.
-            self.stop(Stop::Done)?;
-        }
         let vars = if self.plan.export_env {
             env::vars(&d)
         } else {
