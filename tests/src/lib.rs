@@ -21,6 +21,7 @@ pub mod cluster;
 mod cmd;
 mod ctl;
 mod frames;
+pub mod k8s;
 mod net;
 pub mod node;
 mod raw;

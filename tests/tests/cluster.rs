@@ -799,3 +799,78 @@ fn quorum_queue_on_failure_and_delivery_limit() {
         }
     }
 }
+
+// k8s/job-quorum.yaml's init container and pods, run on the private cluster with the three
+// nodes in AMQP_URL: the queue is declared (quorum, its leader on the first node), then pods
+// run three at a time as the Job runs them, and the node they are connected to is killed while
+// the first three work. Every pod ends with 0, every item is processed, the queue ends empty.
+#[test]
+fn quorum_job_survives_a_killed_node() {
+    use amqp_tools_tests::k8s::{
+        kubelet_expand, QUORUM_DECLARE_ARGS, QUORUM_DECLARE_COMMAND, QUORUM_JOB_ARGS,
+        QUORUM_JOB_COMMAND,
+    };
+    let Some(c) = need_cluster() else { return };
+    let _disrupting = c.disrupt();
+    let urls: Vec<String> = (0..3).map(|i| c.url(i)).collect();
+    let amqp_url = urls.join(" ");
+    let q = unique("clu-job");
+    let worker = ours("worker").display().to_string();
+    let expand = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|a| kubelet_expand(a, &[("QUEUE", &q)]).replace("/usr/bin/worker", &worker))
+            .collect()
+    };
+    let base = |command: &str| tool(Path::new(command).file_name().unwrap().to_str().unwrap());
+    let out = base(QUORUM_DECLARE_COMMAND)
+        .env("AMQP_URL", &amqp_url)
+        .args(expand(&QUORUM_DECLARE_ARGS))
+        .run();
+    out.expect_status(0);
+    assert_eq!(out.stdout_str(), format!("{q}\n"));
+    let admin = Broker::connect_to(&c.url(1));
+    admin.cleanup_queue(&q);
+    let items: Vec<String> = (1..=6).map(|i| format!("item{i}")).collect();
+    admin.publish_all(&q, &items);
+    let pod = || {
+        base(QUORUM_JOB_COMMAND)
+            .env("AMQP_URL", &amqp_url)
+            .env("WORKER_SLEEP", "1")
+            .args(expand(&QUORUM_JOB_ARGS))
+            .timeout(Duration::from_secs(150))
+            .spawn()
+    };
+    let mut outputs = Vec::new();
+    let first: Vec<_> = (0..3).map(|_| pod()).collect();
+    assert!(wait_until(Duration::from_secs(20), || first
+        .iter()
+        .all(|p| p.stdout_now().starts_with(b"Processing"))));
+    c.kill(0);
+    outputs.extend(first.into_iter().map(|p| p.wait()));
+    // More rounds until one finds nothing left (completions beyond the items exit 0 at once).
+    for _ in 0..4 {
+        let round: Vec<_> = (0..3).map(|_| pod()).map(|p| p.wait()).collect();
+        let idle = round.iter().all(|o| o.stdout.is_empty());
+        outputs.extend(round);
+        if idle {
+            break;
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for out in &outputs {
+        out.expect_status(0);
+        for line in out.stdout_str().lines() {
+            let item = line.strip_prefix("Processing ").unwrap_or(line).to_string();
+            *seen.entry(item).or_insert(0) += 1;
+        }
+    }
+    let duplicates = assert_all_seen(&items, &seen, "quorum Job");
+    assert_eq!(admin.count(&q), Some(0), "the queue must be empty");
+    eprintln!(
+        "k8s/job-quorum.yaml on the cluster (kill -9 of the pods' node): {} items, {} pods, \
+         {duplicates} duplicates",
+        items.len(),
+        outputs.len()
+    );
+    c.restart(0);
+}

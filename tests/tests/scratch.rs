@@ -8,6 +8,10 @@
 //! Podman is optional even under CI: when it cannot run a container here, only that part is
 //! skipped, with the reason.
 
+use amqp_tools_tests::k8s::{
+    kubelet_expand, QUORUM_DECLARE_ARGS, QUORUM_DECLARE_COMMAND, QUORUM_JOB_ARGS,
+    QUORUM_JOB_COMMAND,
+};
 use amqp_tools_tests::{broker_addr, broker_url, unique, workspace_root, Broker, Cmd, Output};
 use std::collections::BTreeMap;
 use std::fs;
@@ -206,15 +210,6 @@ fn in_root(root: &Path, program: &str) -> Cmd {
         .env_remove("AMQP_URL")
         .env("WORKER_SLEEP", "0")
         .timeout(RUN_TIMEOUT)
-}
-
-/// The kubelet's `$(VAR)` expansion of a container's command and args.
-fn kubelet_expand(arg: &str, env: &[(&str, &str)]) -> String {
-    let mut out = arg.to_string();
-    for (name, value) in env {
-        out = out.replace(&format!("$({name})"), value);
-    }
-    out
 }
 
 /// `broker_url()` with its host replaced by `host` (the credentials and port are kept), and
@@ -820,9 +815,11 @@ fn manifests_validate_against_the_kubernetes_schema() {
     assert_eq!(
         names,
         [
+            "job-quorum.yaml",
             "job-until-empty.yaml",
             "job.yaml",
             "keda-scaledjob.yaml",
+            "rabbitmq-cluster.yaml",
             "rabbitmq-service.yaml",
             "rabbitmq-statefulset.yaml"
         ]
@@ -865,7 +862,7 @@ fn manifests_validate_against_the_kubernetes_schema() {
     assert_eq!(list("errors"), Vec::<String>::new(), "schema errors");
     out.expect_status(0);
     // Each plain manifest, and the Job inside the ScaledJob, checked against both versions.
-    assert_eq!(list("validated").len(), 2 * 6, "{:?}", list("validated"));
+    assert_eq!(list("validated").len(), 2 * 12, "{:?}", list("validated"));
 
     let doc = |file: &str, kind: &str| -> serde_json::Value {
         let path = k8s.join(file).display().to_string();
@@ -921,6 +918,8 @@ fn manifests_validate_against_the_kubernetes_schema() {
         "the StatefulSet needs a readiness probe"
     );
 
+    cluster_manifests_fit_together(&doc, &strings);
+
     let scaled = doc("keda-scaledjob.yaml", "ScaledJob");
     let c = &scaled["spec"]["jobTargetRef"]["template"]["spec"]["containers"][0];
     let args = strings(&c["args"]);
@@ -940,4 +939,93 @@ fn manifests_validate_against_the_kubernetes_schema() {
             .ends_with("/%2f"),
         "the shared URL must name the vhost / explicitly for KEDA"
     );
+}
+
+/// rabbitmq-cluster.yaml and job-quorum.yaml: the names that must agree across documents (pod
+/// DNS names, node names, selectors) do, and the Job runs what the cluster tests run.
+fn cluster_manifests_fit_together(
+    doc: &dyn Fn(&str, &str) -> serde_json::Value,
+    strings: &dyn Fn(&serde_json::Value) -> Vec<String>,
+) {
+    let sts = doc("rabbitmq-cluster.yaml", "StatefulSet");
+    let svc = doc("rabbitmq-cluster.yaml", "Service");
+    let pdb = doc("rabbitmq-cluster.yaml", "PodDisruptionBudget");
+    let config = doc("rabbitmq-cluster.yaml", "ConfigMap");
+    let replicas = sts["spec"]["replicas"].as_u64().unwrap();
+    assert_eq!(replicas, 3);
+    let (name, service) = (
+        sts["metadata"]["name"].as_str().unwrap(),
+        svc["metadata"]["name"].as_str().unwrap(),
+    );
+    assert_eq!(sts["spec"]["serviceName"], service);
+    assert_eq!(
+        svc["spec"]["clusterIP"], "None",
+        "the Service must be headless"
+    );
+    assert_eq!(svc["spec"]["publishNotReadyAddresses"], true);
+    let labels = &sts["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(&sts["spec"]["selector"]["matchLabels"], labels);
+    assert_eq!(&svc["spec"]["selector"], labels);
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], labels);
+    assert_eq!(
+        pdb["spec"]["maxUnavailable"], 1,
+        "a quorum of 3 survives one loss"
+    );
+    let pods: Vec<String> = (0..replicas)
+        .map(|i| format!("{name}-{i}.{service}"))
+        .collect();
+    // The classic-config peer list names exactly the StatefulSet's pods, as their nodes call
+    // themselves.
+    let conf = config["data"]["20-cluster.conf"].as_str().unwrap();
+    let peers: Vec<&str> = conf
+        .lines()
+        .filter_map(|l| l.strip_prefix("cluster_formation.classic_config.nodes."))
+        .map(|l| l.split_once(" = ").unwrap().1)
+        .collect();
+    let expected: Vec<String> = pods.iter().map(|p| format!("rabbit@{p}")).collect();
+    assert_eq!(peers, expected);
+    let c = &sts["spec"]["template"]["spec"]["containers"][0];
+    let env_value = |name: &str| {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        env_value("RABBITMQ_NODENAME").unwrap(),
+        format!("rabbit@$(POD_NAME).{service}")
+    );
+    assert!(c["readinessProbe"].is_object());
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    assert!(mounts
+        .iter()
+        .any(|m| m["mountPath"] == "/etc/rabbitmq/conf.d/20-cluster.conf"));
+
+    // The Job: every node's address in AMQP_URL, and the commands the cluster tests run.
+    let job = doc("job-quorum.yaml", "Job");
+    let spec = &job["spec"]["template"]["spec"];
+    let init = &spec["initContainers"][0];
+    let consumer = &spec["containers"][0];
+    assert_eq!(strings(&init["command"]), [QUORUM_DECLARE_COMMAND]);
+    assert_eq!(strings(&init["args"]), QUORUM_DECLARE_ARGS);
+    assert_eq!(strings(&consumer["command"]), [QUORUM_JOB_COMMAND]);
+    assert_eq!(strings(&consumer["args"]), QUORUM_JOB_ARGS);
+    for container in [init, consumer] {
+        let url = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "AMQP_URL")
+            .and_then(|e| e["value"].as_str())
+            .unwrap();
+        let urls: Vec<String> = url.split_whitespace().map(str::to_string).collect();
+        let expected: Vec<String> = pods
+            .iter()
+            .map(|p| format!("amqp://guest:guest@{p}:5672"))
+            .collect();
+        assert_eq!(urls, expected);
+    }
+    assert_eq!(spec["restartPolicy"], "Never");
 }

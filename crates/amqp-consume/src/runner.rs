@@ -142,6 +142,7 @@ pub fn run(
         draining: true,
         rx_done: false,
         arrived: 0,
+        cancel_due: false,
         received: 0,
         settled: 0,
         channel_limit,
@@ -216,6 +217,11 @@ struct Runner<'a> {
     rx_done: bool,
     /// Deliveries that arrived while the consumer was on, started or waiting for a job slot.
     arrived: u64,
+    /// --count messages have arrived and the prefetch limit is full, so the broker sends no
+    /// more until a settle: the consumer is cancelled just before the next one (or once
+    /// nothing runs), not before. Until then a quorum queue on a node that dies gives our
+    /// messages back at once; those of a cancelled consumer wait for that node (RabbitMQ 3.10).
+    cancel_due: bool,
     /// Deliveries taken up (started, or dropped once stopping).
     received: u64,
     settled: u64,
@@ -268,6 +274,10 @@ impl Runner<'_> {
     ) -> Step<i32> {
         loop {
             self.start_pending()?;
+            if self.running.is_empty() && self.pending.is_empty() {
+                // Everything in hand is done (or held): nothing left to wait for.
+                self.cancel_if_due()?;
+            }
             // Wait for the broker's cancel-ok to reach the consumer channel before dropping it:
             // amiquip's I/O thread dies if it finds that channel dropped.
             if !self.accepting && self.running.is_empty() && self.pending.is_empty() && self.rx_done
@@ -409,10 +419,13 @@ impl Runner<'_> {
                 if self.accepting {
                     self.arrived += 1;
                     if self.plan.count == Some(self.arrived) {
-                        // As soon as --count messages are in hand, before any ack frees a
-                        // prefetch slot, so no message beyond it is sent to us. (A quorum
-                        // queue ignores the channel-wide limit that `settle` lowers.)
-                        self.stop(Stop::Done)?;
+                        // --count messages are in hand: no message beyond them may be sent to
+                        // us. (A quorum queue ignores the channel-wide limit `settle` lowers.)
+                        if self.prefetch_full() {
+                            self.cancel_due = true;
+                        } else {
+                            self.stop(Stop::Done)?;
+                        }
                     }
                 }
                 if (self.accepting || self.draining) && self.running.len() >= self.plan.jobs {
@@ -555,7 +568,27 @@ impl Runner<'_> {
         }
     }
 
+    /// Whether the broker may send us nothing more until a message is settled.
+    fn prefetch_full(&self) -> bool {
+        let limits = [self.plan.prefetch, self.channel_limit.unwrap_or(0)];
+        let unsettled = self.arrived.saturating_sub(self.settled);
+        match limits.into_iter().filter(|&l| l > 0).min() {
+            Some(limit) => unsettled >= u64::from(limit),
+            None => false,
+        }
+    }
+
+    fn cancel_if_due(&mut self) -> Step {
+        if self.cancel_due {
+            self.cancel_due = false;
+            self.stop(Stop::Done)?;
+        }
+        Ok(())
+    }
+
     fn settle(&mut self, d: Delivery, how: Settle) -> Step {
+        // Before the settle frees a prefetch slot.
+        self.cancel_if_due()?;
         let settled = self.send_settle(d, how);
         if settled.is_err() {
             // Not done after all: the broker gives the message again.
@@ -604,6 +637,7 @@ impl Runner<'_> {
     }
 
     fn stop(&mut self, why: Stop) -> Step {
+        self.cancel_due = false;
         match why {
             Stop::Done => {}
             Stop::Signal(sig) => {
