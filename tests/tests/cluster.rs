@@ -874,3 +874,43 @@ fn quorum_job_survives_a_killed_node() {
     );
     c.restart(0);
 }
+
+/// How many file descriptors process `pid` has open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+// A lost connection leaves nothing behind: after five cuts and reconnects the consumer holds
+// no more descriptors (sockets, timers) than with its first connection.
+#[test]
+fn reconnects_release_the_lost_connections() {
+    let b = Broker::connect();
+    let q = b.temp_queue("clu-fds");
+    let proxy = Proxy::to_broker();
+    let run = consume_via(&proxy.url())
+        .args(["-q", &q, "--reconnect", "cat"])
+        .spawn();
+    assert!(wait_until(Duration::from_secs(10), || b.consumers(&q) == Some(1)));
+    let first = open_fds(run.pid());
+    for n in 1..=5 {
+        proxy.cut();
+        assert!(
+            wait_until(Duration::from_secs(10), || run
+                .stderr_now()
+                .matches(": reconnected to ")
+                .count()
+                == n
+                && b.consumers(&q) == Some(1)),
+            "{}",
+            run.stderr_now()
+        );
+    }
+    assert!(
+        open_fds(run.pid()) <= first,
+        "{} descriptors after five reconnects, {first} before",
+        open_fds(run.pid())
+    );
+    b.publish(&q, b"still consuming");
+    assert!(wait_until(Duration::from_secs(10), || run.stdout_now()
+        == b"still consuming"));
+}

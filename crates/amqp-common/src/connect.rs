@@ -133,6 +133,37 @@ impl Session {
         std::mem::forget(self);
     }
 
+    /// Lets go of a connection that was lost, for a tool that goes on with a new one. Nothing
+    /// here waits: amiquip's I/O thread, if it has not ended yet, ends at its next read (the
+    /// wire's deadline passes now); a thread of its own waits (a few seconds at most) for
+    /// that, then drops channel and connection, which on a dead connection send nothing and
+    /// join an ended thread. Unlike `abandon`, so the descriptors (socket, timer, amiquip's
+    /// wake-up pipes) are released, and connections can be lost any number of times.
+    pub fn discard(mut self) {
+        self.wire.set_deadline(Some(Instant::now()));
+        // Disconnects when the I/O thread ends; fails at once if it has.
+        let watch = self.connection.listen_for_connection_blocked().ok();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + CLOSE_TIMEOUT;
+            let ended = match watch {
+                None => true,
+                Some(rx) => loop {
+                    match rx.recv_deadline(deadline) {
+                        Ok(_) => {}
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break true,
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => break false,
+                    }
+                },
+            };
+            if ended {
+                drop(self);
+            } else {
+                // Dropping a connection whose thread still runs may trip amiquip: keep it.
+                std::mem::forget(self);
+            }
+        });
+    }
+
     /// Runs `work` on channel 1, then closes the session cleanly; after a failure the
     /// connection is abandoned instead (the exit status is decided, the broker requeues what
     /// was not acked).

@@ -3,8 +3,8 @@
 //! addresses, with capped exponential backoff, and go on: declare, bind, qos and consume as
 //! first asked. At-least-once: a message whose command was running when the connection died
 //! cannot be acknowledged on a new channel (its delivery tag belonged to the old one), so the
-//! broker gives it again, marked redelivered. Nothing of a dead connection is joined or closed:
-//! it is abandoned, so it cannot hold the tool.
+//! broker gives it again, marked redelivered. Nothing of a dead connection is joined or closed
+//! (`Session::discard`), so it cannot hold the tool.
 
 use crate::runner::{Carry, Failure};
 use crate::signals::{self, ExitKind};
@@ -51,7 +51,7 @@ pub(crate) fn run(
             Err(Failure::Lost(e)) => e,
             other => return finish(session, other),
         };
-        session.abandon();
+        session.discard();
         // A connection lost before its consumer started (during declare) continues the outage
         // of the one before.
         let since = match outage {
