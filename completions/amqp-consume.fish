@@ -27,7 +27,7 @@ complete -c amqp-consume -s A -l no-ack -d 'Do not wait for COMMAND\'s result: e
 complete -c amqp-consume -l fail-fast -d 'Stop at the first COMMAND that fails, settle its message by --on-failure and exit with its status (128+N if it was killed by signal N)'
 complete -c amqp-consume -l exit-when-empty -d 'Exit 0 as soon as the queue has no message ready for us (also at start)'
 complete -c amqp-consume -l export-env -d 'Give COMMAND the message\'s metadata as environment variables: AMQP_ROUTING_KEY, AMQP_EXCHANGE, AMQP_REDELIVERED, AMQP_DELIVERY_TAG, AMQP_<PROPERTY> for each property set (AMQP_CONTENT_TYPE, AMQP_MESSAGE_ID, ...) and AMQP_HEADER_<NAME> for each header'
-complete -c amqp-consume -l reconnect -d 'Survive a lost connection (node killed or restarted, network cut): connect again to any of the --url addresses and go on consuming. Messages whose COMMAND was running come back marked redelivered and run again: COMMAND must be idempotent. Needs -q, and not -x'
+complete -c amqp-consume -l reconnect -d 'Survive a lost connection (node killed or restarted, network cut, missed heartbeats): connect again to any of the --url addresses and go on. At-least-once: what was under way when the connection was lost is done again (see the tool\'s description)'
 complete -c amqp-consume -l ssl -d 'Use TLS (as amqps:// does); the port defaults to 5671'
 complete -c amqp-consume -l no-default-cert-paths -d 'Trust only --cacert, not the system\'s CA certificates'
 complete -c amqp-consume -l insecure -d 'Do not verify the broker\'s certificate (insecure: for testing only)'

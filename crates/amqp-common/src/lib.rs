@@ -8,6 +8,7 @@ pub mod connect;
 pub mod error;
 pub mod number;
 pub mod options;
+pub mod reconnect;
 pub mod resolve;
 pub mod tls;
 pub mod uri;
@@ -18,6 +19,7 @@ pub use cli::{HelpArgs, ParseOptions};
 pub use connect::Session;
 pub use error::{Error, Result};
 pub use options::{ConnectionArgs, Endpoint};
+pub use reconnect::ReconnectArgs;
 
 /// Reads AMQP_URL, ignoring it when unset or not UTF-8.
 pub fn amqp_url_env() -> Option<String> {

@@ -10,7 +10,9 @@ use amiquip::{FieldTable, QueueDeclareOptions};
 use amqp_common::number::c_int;
 use amqp_common::options::parse_seconds;
 use amqp_common::Result;
-use amqp_common::{check_short_string, ConnectionArgs, Error, HelpArgs, ParseOptions, Session};
+use amqp_common::{
+    check_short_string, ConnectionArgs, Error, HelpArgs, ParseOptions, ReconnectArgs, Session,
+};
 use clap::Parser;
 use crossbeam_channel::Receiver;
 use runner::{Carry, Failure};
@@ -40,7 +42,9 @@ pub enum OnFailure {
              `--` (amqp-consume -q jobs -- sh -c 'cat'): options after COMMAND are still read as \
              amqp-consume's, unless POSIXLY_CORRECT is set.\nExit status: 0 after -c N messages \
              (whatever the commands returned), 1 any error, 128+N on signal N, a failed \
-             command's status with --fail-fast.",
+             command's status with --fail-fast.\nWith --reconnect, a message whose COMMAND was \
+             running when the connection was lost comes again and runs again: make COMMAND \
+             idempotent.",
     after_help = "Examples:\n  amqp-consume --url=amqp://guest:guest@rabbitmq-service:5672 -q job1 -c 1 /worker\n  \
                   amqp-consume -e amq.topic -r 'logs.*' -- sh -c 'cat >> all.log'",
     version,
@@ -129,21 +133,13 @@ pub struct Args {
     #[arg(short = 'j', long, value_name = "N", value_parser = c_int, allow_hyphen_values = true)]
     pub jobs: Option<i32>,
 
-    /// Survive a lost connection (node killed or restarted, network cut): connect again to any
-    /// of the --url addresses and go on consuming. Messages whose COMMAND was running come
-    /// back marked redelivered and run again: COMMAND must be idempotent. Needs -q, and not -x
-    #[arg(long)]
-    pub reconnect: bool,
-
-    /// With --reconnect: exit 1 if no connection could be made again within SECS of losing one
-    /// (default 300)
-    #[arg(long, value_name = "SECS", value_parser = parse_seconds, allow_hyphen_values = true)]
-    pub reconnect_timeout: Option<Duration>,
-
     /// The command to run for each message, and its arguments (run directly, no shell; looked
     /// up in PATH)
     #[arg(value_name = "COMMAND", value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
+
+    #[command(flatten)]
+    pub reconnect: ReconnectArgs,
 
     #[command(flatten)]
     pub conn: ConnectionArgs,
@@ -251,13 +247,12 @@ impl Args {
         })
     }
 
-    /// --reconnect needs a queue that outlives the connection.
-    fn check_reconnect(&self) -> Result<()> {
-        if !self.reconnect {
-            if self.reconnect_timeout.is_some() {
-                return Err(Error::usage("--reconnect-timeout needs --reconnect"));
-            }
-            return Ok(());
+    /// The time allowed to reconnect (None without --reconnect), which needs a queue that
+    /// outlives the connection.
+    fn check_reconnect(&self) -> Result<Option<Duration>> {
+        let limit = self.reconnect.limit()?;
+        if limit.is_none() {
+            return Ok(None);
         }
         if self.queue.is_none() {
             return Err(Error::usage(
@@ -271,7 +266,7 @@ impl Args {
                  its messages, with the connection",
             ));
         }
-        Ok(())
+        Ok(limit)
     }
 
     /// Binding keys: -r split on commas, empty pieces skipped, at most 1023; without -r the
@@ -317,10 +312,10 @@ pub fn run() -> Result<()> {
     for key in args.binding_keys() {
         check_short_string("a routing key", &key)?;
     }
-    args.check_reconnect()?;
+    let reconnect_limit = args.check_reconnect()?;
     let addresses = args.conn.addresses()?;
-    if args.reconnect {
-        return reconnect::run(&addresses, &args, &plan, &signal_events);
+    if let Some(limit) = reconnect_limit {
+        return reconnect::run(&addresses, &args, &plan, &signal_events, limit);
     }
     let mut session = addresses.connect()?;
     let outcome = consume_on(
@@ -391,7 +386,7 @@ fn setup(session: &mut Session, args: &Args) -> Result<String> {
             if args.queue.is_none() {
                 eprintln!("Server provided queue name: {}", escape_name(&queue));
             }
-            if args.reconnect {
+            if args.reconnect.reconnect {
                 eprintln!(
                     "{}: warning: queue '{queue}' did not exist and was declared non-durable and \
                      auto-delete: it is deleted with a lost connection, and its messages with \

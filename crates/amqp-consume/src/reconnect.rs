@@ -9,29 +9,20 @@
 use crate::runner::{Carry, Failure};
 use crate::signals::{self, ExitKind};
 use crate::{consume_on, finish, Args, Plan};
-use amqp_common::{cli::program_name, Address, Addresses, Error, Result, Session};
+use amqp_common::reconnect::{say_lost, say_reconnected, Retry};
+use amqp_common::{Address, Addresses, Error, Result, Session};
 use crossbeam_channel::{Receiver, Select};
 use std::time::{Duration, Instant};
 
-/// How long a lost connection may take to come back before the tool gives up (exit 1), unless
-/// --reconnect-timeout says otherwise: a rolling restart of a cluster fits well within it, a
-/// broker gone for longer is for the caller (a Deployment restarting the pod) to deal with.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// The pause after the first round of attempts on every address fails, doubled after each
-/// further round up to `MAX_BACKOFF`. The first round starts at once: when a node dies, the
-/// others are usually there.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// Consumes as `crate::run` does, connecting again whenever the connection is lost.
+/// Consumes as `crate::run` does, connecting again whenever the connection is lost, for up to
+/// `limit` each time.
 pub(crate) fn run(
     addresses: &Addresses,
     args: &Args,
     plan: &Plan,
     signal_events: &Receiver<i32>,
+    limit: Duration,
 ) -> Result<()> {
-    let limit = args.reconnect_timeout.unwrap_or(DEFAULT_TIMEOUT);
     // The first connection is made as without --reconnect: a broker that cannot be reached at
     // all is reported at once.
     let (mut session, mut index) = addresses.connect_from(0)?;
@@ -59,7 +50,14 @@ pub(crate) fn run(
             _ => Instant::now(),
         };
         outage = Some(since);
-        announce_loss(addresses.get(index), &lost, carry.requeued);
+        let requeued = match carry.requeued {
+            0 => String::new(),
+            n => format!(
+                "{n} message(s) whose command was running will come again, marked redelivered \
+                 (a delivery cannot be acknowledged on another connection)"
+            ),
+        };
+        say_lost(addresses.get(index), &lost, &requeued);
         let mut children = Children {
             carry: &mut carry,
             plan,
@@ -69,14 +67,10 @@ pub(crate) fn run(
             // Every message asked for is done; what is left is to wait for the commands.
             return children.wait_all();
         }
-        (session, index) = children.reconnect(addresses, index + 1, since, limit, lost)?;
+        let retry = Retry::new(index, since, limit, lost);
+        (session, index) = children.reconnect(addresses, retry)?;
         carry.awaiting_until = Some(Instant::now() + return_wait(addresses.get(index)));
-        eprintln!(
-            "{}: reconnected to {} after {:.1} s",
-            program_name(),
-            addresses.get(index).shown,
-            since.elapsed().as_secs_f64()
-        );
+        say_reconnected(addresses.get(index), since);
     }
 }
 
@@ -91,22 +85,6 @@ fn return_wait(address: &Address) -> Duration {
     }
 }
 
-fn announce_loss(address: &Address, lost: &Error, requeued: u64) {
-    let mut line = format!(
-        "{}: connection to {} lost ({}); reconnecting",
-        program_name(),
-        address.shown,
-        lost.to_string().replace(['\n', '\r'], " ")
-    );
-    if requeued > 0 {
-        line.push_str(&format!(
-            "; {requeued} message(s) whose command was running will come again, marked \
-             redelivered (a delivery cannot be acknowledged on another connection)"
-        ));
-    }
-    eprintln!("{line}");
-}
-
 /// The commands still running while there is no connection, and the signals meanwhile.
 struct Children<'a> {
     carry: &'a mut Carry,
@@ -115,37 +93,25 @@ struct Children<'a> {
 }
 
 impl Children<'_> {
-    /// Tries every address (starting at `start`), round after round with backoff, until one
-    /// connects or `limit` has passed since `since`.
-    fn reconnect(
-        &mut self,
-        addresses: &Addresses,
-        start: usize,
-        since: Instant,
-        limit: Duration,
-        mut last: Error,
-    ) -> Result<(Session, usize)> {
-        let deadline = since + limit;
-        let mut backoff = FIRST_BACKOFF;
+    /// Tries every address, round after round, until one connects or `retry` gives up.
+    fn reconnect(&mut self, addresses: &Addresses, mut retry: Retry) -> Result<(Session, usize)> {
         loop {
             // On a thread of its own, so that signals and finished commands are seen meanwhile;
             // past the deadline it is left behind (it ends within --connect-timeout).
             let (tx, rx) = crossbeam_channel::bounded(1);
-            let round = addresses.clone();
+            let (round, start) = (addresses.clone(), retry.start);
             std::thread::spawn(move || {
                 let _ = tx.send(round.connect_from(start));
             });
-            match self.wait(&rx, deadline)? {
+            let next = match self.wait(&rx, retry.deadline())? {
                 Some(Ok(connected)) => return Ok(connected),
-                Some(Err(e)) => last = e,
-                None => return Err(give_up(limit, last)),
-            }
-            let next = Instant::now() + backoff;
-            if next >= deadline {
-                return Err(give_up(limit, last));
-            }
+                Some(Err(e)) => retry.failed(e),
+                None => None,
+            };
+            let Some(next) = next else {
+                return Err(retry.give_up());
+            };
             self.wait(&crossbeam_channel::never::<()>(), next)?;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -216,18 +182,4 @@ impl Children<'_> {
         }
         Error::Status(status)
     }
-}
-
-/// The error after the last attempt: why the tool stopped trying, then why each address failed.
-fn give_up(limit: Duration, last: Error) -> Error {
-    let mut lines = vec![format!(
-        "the connection was lost and could not be made again within {} s (see \
-         --reconnect-timeout)",
-        limit.as_secs_f64()
-    )];
-    match last {
-        Error::Unreachable(why) => lines.extend(why),
-        other => lines.push(other.to_string()),
-    }
-    Error::Unreachable(lines)
 }
