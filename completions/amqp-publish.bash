@@ -23,7 +23,7 @@ _amqp__publish() {
 
     case "${cmd}" in
         amqp__publish)
-            opts="-e -r -p -C -E -t -H -b -l -u -s -? --exchange --routing-key --persistent --content-type --content-encoding --reply-to --header --body --line-buffered --no-confirm --mandatory --priority --expiration --message-id --correlation-id --type --app-id --user-id --timestamp --url --server --port --vhost --username --password --authfile --heartbeat --connect-timeout --ssl --cacert --cert --key --no-default-cert-paths --insecure --help --usage --version"
+            opts="-e -r -p -C -E -t -H -b -l -u -s -? --exchange --routing-key --persistent --content-type --content-encoding --reply-to --header --body --line-buffered --no-confirm --mandatory --priority --expiration --message-id --correlation-id --type --app-id --user-id --timestamp --reconnect --reconnect-timeout --url --server --port --vhost --username --password --authfile --heartbeat --connect-timeout --ssl --cacert --cert --key --no-default-cert-paths --insecure --help --usage --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -114,6 +114,10 @@ _amqp__publish() {
                     return 0
                     ;;
                 --timestamp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reconnect-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

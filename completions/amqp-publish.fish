@@ -13,6 +13,7 @@ complete -c amqp-publish -l type -d 'type property (message type name)' -r
 complete -c amqp-publish -l app-id -d 'app_id property (name of the publishing application)' -r
 complete -c amqp-publish -l user-id -d 'user_id property; RabbitMQ refuses the message unless it is the connection\'s user' -r
 complete -c amqp-publish -l timestamp -d 'timestamp property, in seconds since the Unix epoch, or "now"' -r
+complete -c amqp-publish -l reconnect-timeout -d 'With --reconnect: exit 1 if no connection could be made again within SECS of losing one (default 300)' -r
 complete -c amqp-publish -s u -l url -d 'Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://... (default amqp://guest:guest@localhost:5672/%2f; the AMQP_URL environment variable is used when no connection option is given). Give it more than once (or several URLs in AMQP_URL, separated by spaces) for the nodes of a cluster: they are tried in order' -r
 complete -c amqp-publish -s s -l server -d 'Broker host name or address (default localhost)' -r
 complete -c amqp-publish -l port -d 'Broker port (default 5672, or 5671 with TLS)' -r
@@ -29,6 +30,7 @@ complete -c amqp-publish -s p -l persistent -d 'Persistent message (delivery_mod
 complete -c amqp-publish -s l -l line-buffered -d 'One message per stdin line, each with its newline; lines are published as they arrive (lines over 32767 bytes are split). Cannot be combined with -b'
 complete -c amqp-publish -l no-confirm -d 'Do not ask the broker to confirm each message (as the C tool): exit 0 then says the broker received every message and reported no error, not that it stored them'
 complete -c amqp-publish -l mandatory -d 'Fail (exit 1) when a message cannot be routed to any queue, instead of letting the broker drop it'
+complete -c amqp-publish -l reconnect -d 'Survive a lost connection (node killed or restarted, network cut, missed heartbeats): connect again to any of the --url addresses and go on. At-least-once: what was under way when the connection was lost is done again (see the tool\'s description)'
 complete -c amqp-publish -l ssl -d 'Use TLS (as amqps:// does); the port defaults to 5671'
 complete -c amqp-publish -l no-default-cert-paths -d 'Trust only --cacert, not the system\'s CA certificates'
 complete -c amqp-publish -l insecure -d 'Do not verify the broker\'s certificate (insecure: for testing only)'

@@ -19,6 +19,8 @@ pub struct Cmd {
     args: Vec<OsString>,
     envs: Vec<(OsString, Option<OsString>)>,
     stdin: Option<Vec<u8>>,
+    /// stdin is a pipe the test writes to (`Running::take_stdin`).
+    stdin_stream: bool,
     cwd: Option<PathBuf>,
     timeout: Duration,
 }
@@ -61,6 +63,7 @@ impl Cmd {
             args: Vec::new(),
             envs: Vec::new(),
             stdin: None,
+            stdin_stream: false,
             cwd: None,
             timeout: DEFAULT_TIMEOUT,
         }
@@ -102,6 +105,13 @@ impl Cmd {
         self
     }
 
+    /// Makes stdin a pipe the test writes to as it goes (`Running::take_stdin`), for input
+    /// that arrives over time.
+    pub fn stdin_stream(mut self) -> Cmd {
+        self.stdin_stream = true;
+        self
+    }
+
     /// Sets the child's working directory.
     pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Cmd {
         self.cwd = Some(dir.as_ref().to_path_buf());
@@ -132,7 +142,7 @@ impl Cmd {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
-            .stdin(if self.stdin.is_some() {
+            .stdin(if self.stdin.is_some() || self.stdin_stream {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -156,7 +166,7 @@ impl Cmd {
             .unwrap_or_else(|e| panic!("cannot spawn `{cmdline}`: {e}"));
 
         let mut readers = Vec::new();
-        if let (Some(bytes), Some(mut pipe)) = (self.stdin, child.stdin.take()) {
+        if let Some((bytes, Some(mut pipe))) = self.stdin.map(|b| (b, child.stdin.take())) {
             // A thread, so a child that does not read stdin cannot block us; EPIPE is fine.
             readers.push(std::thread::spawn(move || {
                 let _ = pipe.write_all(&bytes);
@@ -211,6 +221,11 @@ impl Running {
     /// Process id (also the process group id).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The write end of stdin, with `Cmd::stdin_stream`; dropping it is the end of input.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
     }
 
     /// Sends `sig` to the process itself (not its group), as a user's `kill` would.

@@ -914,3 +914,228 @@ fn reconnects_release_the_lost_connections() {
     assert!(wait_until(Duration::from_secs(10), || run.stdout_now()
         == b"still consuming"));
 }
+
+/// Takes every message off `q` (at least `at_least` of them, waiting up to a minute for
+/// them to be there) with a consumer, faster than one basic.get each; returns their bodies.
+fn drain_all(b: &Broker, q: &str, at_least: usize) -> Vec<Vec<u8>> {
+    use amqp_tools_tests::amiquip::{ConsumerMessage, ConsumerOptions};
+    assert!(
+        wait_until(Duration::from_secs(60), || b
+            .count(q)
+            .is_some_and(|n| n as usize >= at_least)),
+        "{q}: {:?} messages, expected at least {at_least}",
+        b.count(q)
+    );
+    let total = b.count(q).unwrap_or(0) as usize;
+    let channel = b.channel();
+    channel.qos(0, 2000, false).unwrap();
+    let consumer = channel
+        .basic_consume(
+            q,
+            ConsumerOptions {
+                no_ack: true,
+                ..ConsumerOptions::default()
+            },
+        )
+        .unwrap();
+    let mut bodies = Vec::with_capacity(total);
+    while bodies.len() < total {
+        match consumer
+            .receiver()
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a delivery")
+        {
+            ConsumerMessage::Delivery(d) => bodies.push(d.body),
+            other => panic!("{q}: {other:?}"),
+        }
+    }
+    amqp_tools_tests::cancel_consumer(consumer);
+    bodies
+}
+
+/// How many times each line of `seq 1 n` (as amqp-publish -l sends it, newline kept) is in
+/// `bodies`; panics naming what is missing or unexpected. Returns the duplicates.
+fn count_lines(n: usize, bodies: &[Vec<u8>], what: &str) -> usize {
+    let expected: Vec<String> = (1..=n).map(|i| format!("{i}\n")).collect();
+    let mut seen = BTreeMap::new();
+    for b in bodies {
+        *seen
+            .entry(String::from_utf8_lossy(b).into_owned())
+            .or_insert(0) += 1;
+    }
+    assert_all_seen(&expected, &seen, what)
+}
+
+fn seq(n: usize) -> String {
+    (1..=n).map(|i| format!("{i}\n")).collect()
+}
+
+// --reconnect through a fault proxy: the connection is cut twice while lines stream in; every
+// line ends up in the queue (at least once), the tool says what it published again, exit 0.
+#[test]
+fn publish_reconnect_after_cuts() {
+    let b = Broker::connect();
+    let q = b.temp_queue("clu-pub");
+    let proxy = Proxy::to_broker();
+    let n = 20_000;
+    let mut run = tool("amqp-publish")
+        .args(["-u", &proxy.url(), "-r", &q, "-l", "--reconnect"])
+        .stdin_stream()
+        .spawn();
+    let mut writer = run.take_stdin().unwrap();
+    use std::io::Write;
+    let input = seq(n);
+    let (first, rest) = input.split_at(input.len() / 3);
+    let (second, third) = rest.split_at(rest.len() / 2);
+    writer.write_all(first.as_bytes()).unwrap();
+    for (k, part) in [second, third].into_iter().enumerate() {
+        // Some of it published, maybe not all confirmed: cut. The tool notices when it next
+        // publishes, and publishes again what was not confirmed.
+        let published = b.count(&q).unwrap_or(0);
+        assert!(wait_until(Duration::from_secs(10), || b
+            .count(&q)
+            .is_some_and(|c| c > published)));
+        proxy.cut();
+        writer.write_all(part.as_bytes()).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || run
+                .stderr_now()
+                .matches(": reconnected to ")
+                .count()
+                > k),
+            "{}",
+            run.stderr_now()
+        );
+    }
+    drop(writer);
+    let out = run.wait();
+    out.expect_status(0);
+    let duplicates = count_lines(n, &drain_all(&b, &q, n), "publish --reconnect, cut twice");
+    let lost_lines = out.stderr.lines().filter(|l| l.contains(" lost (")).count();
+    assert_eq!(lost_lines, 2, "{}", out.stderr);
+    eprintln!("publish --reconnect through two cuts: {n} lines, {duplicates} duplicates");
+}
+
+// amqp-publish --reconnect needs confirms to know what to publish again; it gives up after
+// --reconnect-timeout, saying how many messages were confirmed.
+#[test]
+fn publish_reconnect_refusals_and_timeout() {
+    let out = tool("amqp-publish")
+        .args(["-r", "x", "-b", "y", "--reconnect", "--no-confirm"])
+        .run();
+    out.expect_status(1);
+    assert_eq!(
+        out.stderr,
+        "amqp-publish: --reconnect needs publisher confirms (drop --no-confirm): without them, \
+         what to publish again after a lost connection is not known\n"
+    );
+    let out = tool("amqp-publish")
+        .args(["-r", "x", "-b", "y", "--reconnect-timeout", "3"])
+        .run();
+    out.expect_status(1);
+    assert_eq!(
+        out.stderr,
+        "amqp-publish: --reconnect-timeout needs --reconnect\n"
+    );
+
+    let b = Broker::connect();
+    let q = b.temp_queue("clu-pub-giveup");
+    let proxy = Proxy::to_broker();
+    let mut run = tool("amqp-publish")
+        .args(["-u", &proxy.url(), "-r", &q, "-l", "--reconnect"])
+        .args(["--reconnect-timeout", "1"])
+        .stdin_stream()
+        .spawn();
+    let mut writer = run.take_stdin().unwrap();
+    use std::io::Write;
+    writer.write_all(b"one\n").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || b.count(&q) == Some(1)));
+    proxy.refuse(true);
+    proxy.cut();
+    writer.write_all(b"two\n").unwrap();
+    drop(writer);
+    let out = run.wait();
+    out.expect_status(1);
+    let shown = proxy.url().replace("guest:guest", "guest:****");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", out.stderr);
+    assert!(
+        lines[0].starts_with(&format!("amqp-publish: connection to {shown} lost ("))
+            && lines[0].ends_with(
+                "; reconnecting; 1 message(s) not confirmed yet will be published again"
+            ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "amqp-publish: the connection was lost and could not be made again within 1 s (see \
+             --reconnect-timeout)",
+            &format!(
+                "amqp-publish: cannot connect to 127.0.0.1:{}: connection refused",
+                proxy.port()
+            ),
+            "amqp-publish: 1 message(s) were confirmed, 1 were not",
+        ]
+    );
+}
+
+// Scenario 2: `seq 1 50000 | amqp-publish -l --reconnect` to a quorum queue, the node it is
+// connected to killed with -9 mid-stream: exit 0, and every line is in the queue, at least
+// once.
+#[test]
+fn publish_reconnect_survives_a_killed_node() {
+    let Some(c) = need_cluster() else { return };
+    let _disrupting = c.disrupt();
+    let q = unique("clu-pub-kill");
+    let admin = Broker::connect_to(&c.url(1));
+    admin.declare_quorum(&q);
+    let n = 50_000;
+    let mut run = tool("amqp-publish")
+        .args(["-r", &q, "-l", "--reconnect"])
+        .args(c.url_args())
+        .stdin_stream()
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    let mut writer = run.take_stdin().unwrap();
+    // The lines stream in from a thread, as from `seq`; the kill comes in the middle.
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        for chunk in (1..=n).collect::<Vec<_>>().chunks(500) {
+            let text: String = chunk.iter().map(|i| format!("{i}\n")).collect();
+            writer.write_all(text.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    assert!(
+        wait_until(Duration::from_secs(30), || admin
+            .count(&q)
+            .is_some_and(|c| c >= 10_000)),
+        "{}",
+        run.stderr_now()
+    );
+    c.kill(0);
+    feeder.join().unwrap();
+    let out = run.wait();
+    out.expect_status(0);
+    let duplicates = count_lines(n, &drain_all(&admin, &q, n), "publish --reconnect, kill -9");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    assert!(lines[0].contains(" lost ("), "{}", out.stderr);
+    assert!(
+        lines[1].starts_with(&format!(
+            "amqp-publish: reconnected to {} after ",
+            c.url(1).replace("guest:guest", "guest:****")
+        )),
+        "{}",
+        out.stderr
+    );
+    eprintln!(
+        "scenario 2 (seq 1 {n} | amqp-publish -l --reconnect, kill -9 of its node): every line \
+         there, {duplicates} duplicates; {}",
+        lines[0]
+    );
+    admin.cleanup_queue(&q);
+    c.restart(0);
+}

@@ -1,17 +1,20 @@
 //! The command line: the options, and the plan checked from them before any connection.
 
 use amqp_common::wire::frames::Properties;
-use amqp_common::{check_short_string, ConnectionArgs, Error, HelpArgs, Result};
+use amqp_common::{check_short_string, ConnectionArgs, Error, HelpArgs, ReconnectArgs, Result};
 use clap::Parser;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
     about = "Publish a message to an exchange: the body given with -b, or else all of stdin as \
              one message; with -l, one message per stdin line (newline kept).\nThe broker \
-             confirms every message (publisher confirms) before the tool exits 0.\nExit status: \
-             0 every message was confirmed, 1 any error.",
+             confirms every message (publisher confirms) before the tool exits 0.\nWith \
+             --reconnect, messages not yet confirmed when the connection was lost are published \
+             again, in order, on the new one: some may then be in the queue twice, none is lost.\n\
+             Exit status: 0 every message was confirmed, 1 any error.",
     after_help = "Examples:\n  amqp-publish -r job1 -b 'hello'\n  \
                   amqp-publish --url=amqp://guest:guest@rabbitmq-service:5672 -r job1 -p < task.json\n  \
                   seq 1 100 | amqp-publish -e amq.direct -r work -l\n  \
@@ -113,6 +116,9 @@ pub struct Args {
     pub timestamp: Option<String>,
 
     #[command(flatten)]
+    pub reconnect: ReconnectArgs,
+
+    #[command(flatten)]
     pub conn: ConnectionArgs,
 
     #[command(flatten)]
@@ -140,6 +146,8 @@ pub struct Plan {
     pub source: Source,
     pub confirm: bool,
     pub mandatory: bool,
+    /// --reconnect: how long to try for a new connection after losing one.
+    pub reconnect: Option<Duration>,
 }
 
 /// Splits `-H "key: value"` as the C tool does: at the first ':', the key verbatim, only
@@ -243,6 +251,13 @@ impl Plan {
         let routing_key = args.routing_key.clone().unwrap_or_default();
         check_short_string("the exchange name (-e)", &exchange)?;
         check_short_string("the routing key (-r)", &routing_key)?;
+        let reconnect = args.reconnect.limit()?;
+        if reconnect.is_some() && args.no_confirm {
+            return Err(Error::usage(
+                "--reconnect needs publisher confirms (drop --no-confirm): without them, what \
+                 to publish again after a lost connection is not known",
+            ));
+        }
         Ok(Plan {
             exchange,
             routing_key,
@@ -250,6 +265,7 @@ impl Plan {
             source,
             confirm: !args.no_confirm,
             mandatory: args.mandatory,
+            reconnect,
         })
     }
 

@@ -4,11 +4,12 @@
 mod args;
 mod lines;
 mod publisher;
+mod reconnect;
 
 pub use args::{parse_header, Args, Plan, Source};
 pub use lines::{each_line, Input, MAX_LINE_PIECE};
 
-use amqp_common::{ConnectionArgs, Error, ParseOptions, Result};
+use amqp_common::{ConnectionArgs, Error, ParseOptions, Result, Session};
 use crossbeam_channel::Receiver;
 use lines::STDIN_BUFFER;
 use publisher::{unroutable, Publisher, Stop};
@@ -57,6 +58,9 @@ pub fn run() -> Result<()> {
 
 fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
     let addresses = conn.addresses()?;
+    if let Some(limit) = plan.reconnect {
+        return reconnect::publish(&addresses, plan, limit);
+    }
     // Connected and logged in before stdin is read, so a login error shows at once even when
     // stdin is a slow pipe.
     let session = addresses.connect()?;
@@ -67,53 +71,63 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
             return Err(e);
         }
     };
-    let outcome = feed(&mut publisher, plan).and_then(|()| publisher.wait_for_all());
+    let outcome = Messages::new(plan)
+        .feed(&mut publisher)
+        .and_then(|()| publisher.wait_for_all());
     let (published, confirmed) = (publisher.published, publisher.confirmed);
     let returns = publisher.returns.take();
     let confirming = publisher.confirms.is_some();
     drop(publisher);
     match outcome {
-        Ok(()) => {
-            // With confirms every publish has had its answer (a return comes before its
-            // confirm), so the channel needs no close of its own. Without, closing the
-            // channel is the round trip after which any basic.return or channel error
-            // (404 no exchange) has arrived.
-            let closed = if confirming {
-                session.close_connection()
-            } else {
-                session.close()
-            };
-            closed.map_err(|e| after_close(plan, e))?;
-            if let Some(Ok(ret)) = returns.as_ref().map(Receiver::try_recv) {
-                return Err(unroutable(&ret));
-            }
-            Ok(())
-        }
+        Ok(()) => close_after_all(session, plan, returns.as_ref(), confirming),
         Err(Stop::Failed(e)) => {
             session.abandon();
             Err(e)
         }
-        Err(Stop::ChannelGone) => {
-            // The broker closed the channel (its reason is waiting there) or the connection
-            // was lost; closing tells which.
-            let e = match session.close_and_explain() {
-                Err(e) => after_close(plan, e),
-                Ok(()) => Error::Connection {
-                    context: format!("cannot publish to {}", plan.destination()),
-                    reason: "the channel was closed".into(),
-                },
-            };
-            Err(match e {
-                Error::Connection { context, reason } if confirming => Error::Connection {
-                    context,
-                    reason: format!(
-                        "{reason}; {} of {published} message(s) were confirmed",
-                        confirmed
-                    ),
-                },
-                other => other,
-            })
-        }
+        Err(Stop::ChannelGone) => Err(match why_gone(session, plan) {
+            Error::Connection { context, reason } if confirming => Error::Connection {
+                context,
+                reason: format!(
+                    "{reason}; {} of {published} message(s) were confirmed",
+                    confirmed
+                ),
+            },
+            other => other,
+        }),
+    }
+}
+
+/// Ends a session on which every message was published (and confirmed, when `confirming`).
+fn close_after_all(
+    session: Session,
+    plan: &Plan,
+    returns: Option<&Receiver<amiquip::Return>>,
+    confirming: bool,
+) -> Result<()> {
+    // With confirms every publish has had its answer (a return comes before its confirm), so
+    // the channel needs no close of its own. Without, closing the channel is the round trip
+    // after which any basic.return or channel error (404 no exchange) has arrived.
+    let closed = if confirming {
+        session.close_connection()
+    } else {
+        session.close()
+    };
+    closed.map_err(|e| after_close(plan, e))?;
+    if let Some(Ok(ret)) = returns.map(Receiver::try_recv) {
+        return Err(unroutable(&ret));
+    }
+    Ok(())
+}
+
+/// The channel went away while publishing: the broker closed it (its reason is waiting there)
+/// or the connection was lost; closing tells which.
+fn why_gone(session: Session, plan: &Plan) -> Error {
+    match session.close_and_explain() {
+        Err(e) => after_close(plan, e),
+        Ok(()) => Error::Connection {
+            context: format!("cannot publish to {}", plan.destination()),
+            reason: "the channel was closed".into(),
+        },
     }
 }
 
@@ -142,49 +156,101 @@ fn stdin_closed_error() -> Error {
     }
 }
 
-fn feed(publisher: &mut Publisher<'_>, plan: &Plan) -> std::result::Result<(), Stop> {
-    match &plan.source {
-        Source::Body(body) => publisher.publish(body),
-        Source::Stdin => {
-            if STDIN_WAS_CLOSED.load(Ordering::Relaxed) {
-                return Err(Stop::Failed(stdin_closed_error()));
-            }
-            let mut body = Vec::new();
-            std::io::stdin()
-                .lock()
-                .read_to_end(&mut body)
-                .map_err(|e| {
-                    Stop::Failed(Error::io("cannot read the message body from stdin", &e))
-                })?;
-            publisher.publish(&body)
+/// Where the messages go: the publisher of the connection, or (--reconnect) that publisher
+/// with a copy of every message kept until the broker confirms it.
+pub(crate) trait Sink {
+    fn publish(&mut self, body: &[u8]) -> std::result::Result<(), Stop>;
+    /// Sends what `publish` has encoded so far.
+    fn flush(&mut self) -> std::result::Result<(), Stop>;
+}
+
+impl Sink for Publisher<'_> {
+    fn publish(&mut self, body: &[u8]) -> std::result::Result<(), Stop> {
+        Publisher::publish(self, body)
+    }
+
+    fn flush(&mut self) -> std::result::Result<(), Stop> {
+        Publisher::flush(self)
+    }
+}
+
+/// The messages to publish, read as they are needed. With --reconnect one `Messages` outlives
+/// the connections: after a lost one, reading goes on where it stopped.
+pub(crate) struct Messages<'p> {
+    plan: &'p Plan,
+    /// -l: stdin, read as it comes.
+    lines: Option<std::io::BufReader<std::io::StdinLock<'static>>>,
+    /// Every message was handed on.
+    done: bool,
+}
+
+impl<'p> Messages<'p> {
+    pub(crate) fn new(plan: &'p Plan) -> Messages<'p> {
+        Messages {
+            plan,
+            lines: None,
+            done: false,
         }
-        Source::Lines => {
-            // A closed stdin reads as /dev/null here: no lines, nothing published (as C).
-            let stdin = std::io::stdin();
-            let mut reader = std::io::BufReader::with_capacity(STDIN_BUFFER, stdin.lock());
-            let result = each_line(
-                &mut reader,
-                |input| match input {
-                    Input::Line(line) => publisher.publish(line).map_err(Ok),
-                    // Lines are published as they arrive: what is encoded goes out before
-                    // the tool waits for more.
-                    Input::Idle => publisher.flush().map_err(Ok),
-                },
-                Err,
-            );
-            match result {
-                Err(Err(e)) => {
-                    // The C tool takes a read error for the end of input and exits 0; keep
-                    // the status but say what happened.
-                    eprintln!(
-                        "{}: warning: stopped reading stdin: {}",
-                        amqp_common::cli::program_name(),
-                        amqp_common::error::io_reason(&e)
-                    );
-                    Ok(())
+    }
+
+    /// Hands every message not handed on yet to `sink`. A message is handed on once, even
+    /// when `sink` fails with it.
+    pub(crate) fn feed(&mut self, sink: &mut impl Sink) -> std::result::Result<(), Stop> {
+        if self.done {
+            return Ok(());
+        }
+        match &self.plan.source {
+            Source::Body(body) => {
+                self.done = true;
+                sink.publish(body)
+            }
+            Source::Stdin => {
+                self.done = true;
+                if STDIN_WAS_CLOSED.load(Ordering::Relaxed) {
+                    return Err(Stop::Failed(stdin_closed_error()));
                 }
-                Err(Ok(stop)) => Err(stop),
-                Ok(()) => Ok(()),
+                let mut body = Vec::new();
+                std::io::stdin()
+                    .lock()
+                    .read_to_end(&mut body)
+                    .map_err(|e| {
+                        Stop::Failed(Error::io("cannot read the message body from stdin", &e))
+                    })?;
+                sink.publish(&body)
+            }
+            Source::Lines => {
+                // A closed stdin reads as /dev/null here: no lines, nothing published (as C).
+                let reader = self.lines.get_or_insert_with(|| {
+                    std::io::BufReader::with_capacity(STDIN_BUFFER, std::io::stdin().lock())
+                });
+                let result = each_line(
+                    reader,
+                    |input| match input {
+                        Input::Line(line) => sink.publish(line).map_err(Ok),
+                        // Lines are published as they arrive: what is encoded goes out before
+                        // the tool waits for more.
+                        Input::Idle => sink.flush().map_err(Ok),
+                    },
+                    Err,
+                );
+                match result {
+                    Err(Err(e)) => {
+                        self.done = true;
+                        // The C tool takes a read error for the end of input and exits 0;
+                        // keep the status but say what happened.
+                        eprintln!(
+                            "{}: warning: stopped reading stdin: {}",
+                            amqp_common::cli::program_name(),
+                            amqp_common::error::io_reason(&e)
+                        );
+                        Ok(())
+                    }
+                    Err(Ok(stop)) => Err(stop),
+                    Ok(()) => {
+                        self.done = true;
+                        Ok(())
+                    }
+                }
             }
         }
     }

@@ -60,8 +60,11 @@ pub fn each_line<R: Read, E>(
         };
         match used {
             Some(end) if pending.is_empty() => {
-                on_input(Input::Line(cut_at_nul(&buf[..end])))?;
+                // Consumed even when `on_input` fails, so that a caller may go on reading after
+                // the line it was given (amqp-publish --reconnect, after a lost connection).
+                let handed = on_input(Input::Line(cut_at_nul(&buf[..end])));
                 reader.consume(end);
+                handed?;
             }
             Some(end) => {
                 pending.extend_from_slice(&buf[..end]);
@@ -120,6 +123,40 @@ mod tests {
                 vec![b"x".to_vec(), b"z\n".to_vec(), b"".to_vec()]
             );
             assert!(lines(b"", cap).is_empty());
+        }
+    }
+
+    #[test]
+    fn reading_goes_on_after_a_refused_line() {
+        for cap in [1, 3, 8192] {
+            let mut reader = std::io::BufReader::with_capacity(cap, &b"l1\nl2\nl3\nl4"[..]);
+            let mut out = Vec::new();
+            let mut refuse = 2;
+            loop {
+                let result = each_line(
+                    &mut reader,
+                    |input| {
+                        if let Input::Line(l) = input {
+                            out.push(l.to_vec());
+                            refuse -= 1;
+                            if refuse == 0 {
+                                return Err(());
+                            }
+                        }
+                        Ok(())
+                    },
+                    |_| (),
+                );
+                if result.is_ok() {
+                    break;
+                }
+            }
+            // Each line handed on once, the refused ones included.
+            assert_eq!(
+                out,
+                [&b"l1\n"[..], b"l2\n", b"l3\n", b"l4"],
+                "capacity {cap}"
+            );
         }
     }
 
