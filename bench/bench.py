@@ -13,6 +13,7 @@ missing; see bench/README.md.
 """
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -456,6 +457,30 @@ class Bench:
                 row.add(side.name, int(m.group(1)) / 1e6)
                 self.broker.expect(q, expect, f"B5 {side.name} {label}")
 
+    def b6(self):
+        """A RabbitMQ node killed under `amqp-consume --reconnect`: the time from its death to
+        the next message processed, on a private 3-node cluster (bench/failover)."""
+        if not self.args.failover_client or not os.access(self.args.failover_client, os.X_OK):
+            raise SystemExit("bench: B6 needs --failover-client (bench/failover, built by bench/run)")
+        self.log("B6: a node killed under amqp-consume --reconnect (private 3-node cluster)")
+        argv = [self.args.failover_client, "--rounds", str(self.args.rounds),
+                "--messages", str(self.args.b6_messages)]
+        argv += [f"{b.name}={b.tool('amqp-consume')}" for b in self.builds]
+        rc, out, err = capture(argv)
+        if rc != 0:
+            raise SystemExit(f"bench: B6: bench/failover failed (status {rc}): {err.strip()}")
+        rows = {}
+        for line in out.splitlines():
+            m = json.loads(line)
+            case = m["case"]
+            if case not in rows:
+                rows[case] = self.row("B6", f"node killed under `amqp-consume --reconnect`, {case}: "
+                                            "its death to the next message processed", "s", False)
+                if len(rows) == 1:
+                    rows[case].failures["C `amqp-consume` (B6)"] = [
+                        "no reconnect: a lost connection ends it (or, without heartbeats, it hangs)"]
+            rows[case].add(m["build"], m["seconds"])
+
     def table(self):
         names = [b.name for b in self.builds]
         head = ["bench", "what", "reference: C unless stated"] + names + [f"{n}/ref" for n in names] + [
@@ -550,7 +575,9 @@ def main():
     ap.add_argument("--limit-client", required=True, metavar="PATH",
                     help="the broker-limit client (bench/broker-limit), also used to fill queues")
     ap.add_argument("--quick", action="store_true", help="small counts, one round: checks that it works")
-    ap.add_argument("--only", default="B1,B2,B3,B4,B5", help="comma-separated subset, e.g. B2,B5")
+    ap.add_argument("--failover-client", metavar="PATH",
+                    help="bench/failover, for B6 (starts its own private 3-node cluster)")
+    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6", help="comma-separated subset, e.g. B2,B5")
     ap.add_argument("--rounds", type=int, help="A/B rounds per measurement (default 5, quick 1)")
     ap.add_argument("--timeout", type=float, default=600,
                     help="seconds after which a measured process is killed and the run fails (600)")
@@ -568,6 +595,7 @@ def main():
     a.b3_count = 50 if quick else 2_000
     a.b4_count = 3 if quick else 30
     a.b5_lines = 500 if quick else 10_000
+    a.b6_messages = 300 if quick else 2_000
     if not os.access("/usr/bin/time", os.X_OK):
         raise SystemExit("bench: /usr/bin/time (Debian package time) is missing")
     if not os.access(a.limit_client, os.X_OK):
@@ -584,7 +612,7 @@ def main():
     started = time.time()
     load_before = load()
     try:
-        for name in ("B1", "B2", "B3", "B4", "B5"):
+        for name in ("B1", "B2", "B3", "B4", "B5", "B6"):
             if name in wanted:
                 getattr(b, name.lower())()
     finally:
