@@ -6,7 +6,7 @@
 
 use amqp_tools_tests::cluster::{cluster, Cluster};
 use amqp_tools_tests::{
-    broker_url, ours, refused_port, silent_peer, unique, wait_until, Broker, Cmd, Proxy,
+    broker_url, ours, refused_port, silent_peer, unique, wait_until, Broker, Cmd, Proxy, Running,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,19 +50,47 @@ fn assert_all_seen(expected: &[String], seen: &BTreeMap<String, usize>, what: &s
     seen.values().map(|n| n - 1).sum()
 }
 
-/// The command each message runs: appends its body (an id) to the ledger, after a short
-/// pause so that several are in flight when a node dies.
+/// The command each message runs: appends its body (an id) to the ledger, and with
+/// --export-env whether it was redelivered, after a short pause so that several are in flight
+/// when a node dies.
 fn worker(ledger: &Path) -> Vec<String> {
     vec![
         "sh".into(),
         "-c".into(),
-        r#"id=$(cat); sleep 0.02; echo "$id" >> "$0""#.into(),
+        r#"id=$(cat); sleep 0.02; echo "$id $AMQP_REDELIVERED" >> "$0""#.into(),
         ledger.display().to_string(),
     ]
 }
 
 fn need_cluster() -> Option<&'static Cluster> {
     cluster()
+}
+
+/// A quorum queue filled with `n` ids, declared through node 2 (so that its leader is not on
+/// node 1, the one these scenarios kill), and a scratch directory for the ledger.
+struct Filled {
+    admin: Broker,
+    q: String,
+    expected: Vec<String>,
+    ledger: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn filled_quorum_queue(c: &Cluster, prefix: &str, n: usize) -> Filled {
+    let admin = Broker::connect_to(&c.url(1));
+    let q = unique(prefix);
+    admin.declare_quorum(&q);
+    let expected = ids(n);
+    admin.publish_all(&q, &expected);
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    Filled {
+        admin,
+        q,
+        expected,
+        _dir: dir,
+        ledger,
+    }
 }
 
 // Every address failing: one line per address, in the order given, saying why, without the
@@ -182,20 +210,16 @@ fn dead_addresses_first_then_a_live_node() {
 fn killed_node_without_reconnect_exits_1_and_loses_nothing() {
     let Some(c) = need_cluster() else { return };
     let _disrupting = c.disrupt();
-    let admin = Broker::connect_to(&c.url(1));
-    let q = unique("clu-noreconnect");
-    admin.declare_quorum(&q);
-    let expected = ids(200);
-    admin.publish_all(&q, &expected);
-    let dir = tempfile::tempdir().unwrap();
-    let ledger_path = dir.path().join("ledger");
+    let filled = filled_quorum_queue(c, "clu-noreconnect", 200);
+    let (admin, q, expected) = (&filled.admin, &filled.q, &filled.expected);
+    let ledger_path = &filled.ledger;
     let mut consumer = tool("amqp-consume")
-        .args(["-q", &q, "-j", "2", "-u", &c.url(0), "--"])
-        .args(worker(&ledger_path))
+        .args(["-q", q, "-j", "2", "-u", &c.url(0), "--"])
+        .args(worker(ledger_path))
         .timeout(Duration::from_secs(60))
         .spawn();
     assert!(
-        wait_until(Duration::from_secs(30), || ledger_lines(&ledger_path) >= 50),
+        wait_until(Duration::from_secs(30), || ledger_lines(ledger_path) >= 50),
         "the consumer did not get going: {}",
         consumer.stderr_now()
     );
@@ -212,12 +236,12 @@ fn killed_node_without_reconnect_exits_1_and_loses_nothing() {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     // A message is acked only after its command wrote the ledger, so every id is in the ledger
     // or back in the queue (the commands left running have theirs in the queue).
-    let mut seen = ledger(&ledger_path);
+    let mut seen = ledger(ledger_path);
     let processed = seen.len();
-    for m in admin.drain(&q) {
+    for m in admin.drain(q) {
         *seen.entry(String::from_utf8(m.body).unwrap()).or_insert(0) += 1;
     }
-    let duplicates = assert_all_seen(&expected, &seen, "without --reconnect");
+    let duplicates = assert_all_seen(expected, &seen, "without --reconnect");
     eprintln!(
         "scenario 5 (kill -9, no --reconnect): {} ids, {processed} processed before the kill, \
          the rest back in the queue; {duplicates} both processed and back",
@@ -237,25 +261,16 @@ fn redelivered_ids(path: &Path) -> Vec<String> {
 }
 
 // Scenario 1: amqp-consume --reconnect on a quorum queue, the node it is connected to (the
-// first address, where the queue's leader is too) killed with -9 in the middle: it connects to
-// another node and finishes with exit 0; every id processed at least once; the queue empty.
+// first address) killed with -9 in the middle: it connects to another node and finishes with
+// exit 0; every id processed at least once; the queue empty. (The queue's leader is on another
+// node here; the quorum Job test kills the leader's node.)
 #[test]
 fn reconnect_survives_a_killed_node() {
     let Some(c) = need_cluster() else { return };
     let _disrupting = c.disrupt();
-    let admin = Broker::connect_to(&c.url(1));
-    let q = unique("clu-reconnect");
-    admin.declare_quorum(&q);
-    let expected = ids(300);
-    admin.publish_all(&q, &expected);
-    let dir = tempfile::tempdir().unwrap();
-    let ledger_path = dir.path().join("ledger");
-    let worker = vec![
-        "sh".to_string(),
-        "-c".into(),
-        r#"id=$(cat); sleep 0.02; echo "$id $AMQP_REDELIVERED" >> "$0""#.into(),
-        ledger_path.display().to_string(),
-    ];
+    let filled = filled_quorum_queue(c, "clu-reconnect", 300);
+    let (admin, q, expected) = (&filled.admin, &filled.q, &filled.expected);
+    let ledger_path = &filled.ledger;
     // With a prefetch (-p), as a work queue has: without one the consumer takes every message
     // at once, finds the queue empty at its first check and cancels itself (--exit-when-empty)
     // while it works through them, and RabbitMQ 3.10 gives the messages of a cancelled
@@ -263,7 +278,7 @@ fn reconnect_survives_a_killed_node() {
     let consumer = tool("amqp-consume")
         .args([
             "-q",
-            &q,
+            q,
             "-j",
             "4",
             "-p",
@@ -274,21 +289,20 @@ fn reconnect_survives_a_killed_node() {
         .arg("--export-env")
         .args(c.url_args())
         .arg("--")
-        .args(&worker)
+        .args(worker(ledger_path))
         .timeout(Duration::from_secs(120))
         .spawn();
     assert!(
-        wait_until(Duration::from_secs(30), || ledger_lines(&ledger_path)
-            >= 100),
+        wait_until(Duration::from_secs(30), || ledger_lines(ledger_path) >= 100),
         "the consumer did not get going: {}",
         consumer.stderr_now()
     );
     c.kill(0);
     let out = consumer.wait();
     out.expect_status(0);
-    let seen = ledger(&ledger_path);
-    let duplicates = assert_all_seen(&expected, &seen, "--reconnect, kill -9");
-    assert_eq!(admin.count(&q), Some(0), "the queue must be empty");
+    let seen = ledger(ledger_path);
+    let duplicates = assert_all_seen(expected, &seen, "--reconnect, kill -9");
+    assert_eq!(admin.count(q), Some(0), "the queue must be empty");
     // The loss and the reconnect are said on stderr, with the messages that come again.
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{}", out.stderr);
@@ -309,7 +323,7 @@ fn reconnect_survives_a_killed_node() {
         out.stderr
     );
     // Whatever ran twice ran the second time as a redelivery, and the command was told.
-    let redelivered = redelivered_ids(&ledger_path);
+    let redelivered = redelivered_ids(ledger_path);
     for (id, n) in &seen {
         if *n > 1 {
             assert!(
@@ -425,6 +439,20 @@ fn consume_via(url: &str) -> Cmd {
     tool("amqp-consume").args(["-u", url])
 }
 
+/// `amqp-consume -q Q --reconnect ARGS` through a fault proxy, on a new queue, once its
+/// consumer is on.
+fn reconnecting_consumer(prefix: &str, args: &[&str]) -> (Broker, String, Proxy, Running) {
+    let b = Broker::connect();
+    let q = b.temp_queue(prefix);
+    let proxy = Proxy::to_broker();
+    let run = consume_via(&proxy.url())
+        .args(["-q", &q, "--reconnect"])
+        .args(args)
+        .spawn();
+    assert!(wait_until(Duration::from_secs(10), || b.consumers(&q) == Some(1)));
+    (b, q, proxy, run)
+}
+
 // --reconnect keeps the queue it consumes from: a server-named or exclusive one would not
 // outlive the connection, and --reconnect-timeout means nothing without --reconnect.
 #[test]
@@ -538,16 +566,11 @@ fn signal_while_reconnecting() {
 }
 
 // --reconnect-timeout bounds the trying: exit 1, saying why, after that long without a
-// connection; the message being processed is back in the queue.
+// connection.
 #[test]
 fn reconnect_timeout_gives_up() {
-    let b = Broker::connect();
-    let q = b.temp_queue("clu-giveup");
-    let proxy = Proxy::to_broker();
-    let run = consume_via(&proxy.url())
-        .args(["-q", &q, "--reconnect", "--reconnect-timeout", "1.5", "cat"])
-        .spawn();
-    assert!(wait_until(Duration::from_secs(10), || b.consumers(&q) == Some(1)));
+    let (_b, q, proxy, run) =
+        reconnecting_consumer("clu-giveup", &["--reconnect-timeout", "1.5", "cat"]);
     proxy.refuse(true);
     proxy.cut();
     let out = run.wait();
@@ -570,13 +593,7 @@ fn reconnect_timeout_gives_up() {
 // not end the tool, and a message published meanwhile is processed after the reconnect.
 #[test]
 fn idle_timeout_pauses_while_reconnecting() {
-    let b = Broker::connect();
-    let q = b.temp_queue("clu-idle");
-    let proxy = Proxy::to_broker();
-    let run = consume_via(&proxy.url())
-        .args(["-q", &q, "--reconnect", "--idle-timeout", "1", "cat"])
-        .spawn();
-    assert!(wait_until(Duration::from_secs(10), || b.consumers(&q) == Some(1)));
+    let (b, q, proxy, run) = reconnecting_consumer("clu-idle", &["--idle-timeout", "1", "cat"]);
     proxy.refuse(true);
     proxy.cut();
     assert!(wait_until(Duration::from_secs(10), || run
@@ -597,22 +614,18 @@ fn idle_timeout_pauses_while_reconnecting() {
 // once the peer answers.
 #[test]
 fn reconnect_after_missed_heartbeats() {
-    let b = Broker::connect();
-    let q = b.temp_queue("clu-silent");
-    let proxy = Proxy::to_broker();
-    let run = consume_via(&proxy.url())
-        .args([
-            "-q",
-            &q,
-            "--reconnect",
+    let (b, q, proxy, run) = reconnecting_consumer(
+        "clu-silent",
+        &[
             "--heartbeat",
             "1",
             "--connect-timeout",
             "2",
-        ])
-        .args(["-c", "1", "cat"])
-        .spawn();
-    assert!(wait_until(Duration::from_secs(10), || b.consumers(&q) == Some(1)));
+            "-c",
+            "1",
+            "cat",
+        ],
+    );
     proxy.pause();
     assert!(
         wait_until(Duration::from_secs(20), || run
@@ -884,13 +897,7 @@ fn open_fds(pid: u32) -> usize {
 // no more descriptors (sockets, timers) than with its first connection.
 #[test]
 fn reconnects_release_the_lost_connections() {
-    let b = Broker::connect();
-    let q = b.temp_queue("clu-fds");
-    let proxy = Proxy::to_broker();
-    let run = consume_via(&proxy.url())
-        .args(["-q", &q, "--reconnect", "cat"])
-        .spawn();
-    assert!(wait_until(Duration::from_secs(10), || b.consumers(&q) == Some(1)));
+    let (b, q, proxy, run) = reconnecting_consumer("clu-fds", &["cat"]);
     let first = open_fds(run.pid());
     for n in 1..=5 {
         proxy.cut();
