@@ -155,7 +155,7 @@ impl<'a> Publisher<'a> {
     }
 
     /// Handles the confirms that have already arrived, without waiting.
-    fn take_ready_confirms(&mut self) -> std::result::Result<(), Stop> {
+    pub(crate) fn take_ready_confirms(&mut self) -> std::result::Result<(), Stop> {
         loop {
             let Some(rx) = &self.confirms else {
                 return Ok(());

@@ -51,6 +51,11 @@ struct Keeping<'k, 'a> {
 
 impl Keeping<'_, '_> {
     fn after(&mut self, result: std::result::Result<(), Stop>) -> std::result::Result<(), Stop> {
+        if let Err(Stop::ChannelGone) = result {
+            // Confirms that arrived before the connection was lost still count: what they
+            // confirm is not published again.
+            let _ = self.publisher.take_ready_confirms();
+        }
         self.unconfirmed.confirmed(self.publisher.confirmed);
         result
     }
