@@ -5,10 +5,20 @@
 use std::path::Path;
 
 /// Credentials read from an auth file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub user: String,
     pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    /// Without the password (see `options::HIDDEN`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &crate::options::HIDDEN)
+            .finish()
+    }
 }
 
 /// What is wrong with an auth file. Never carries the file's content.

@@ -20,7 +20,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_HEARTBEAT: u16 = 30;
 
 /// Connection options, flattened into every tool's command line.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Clone, Default)]
 #[command(next_help_heading = "Connection options")]
 pub struct ConnectionArgs {
     /// Broker to connect to, as amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST] or amqps://...
@@ -118,7 +118,7 @@ pub struct TlsSettings {
 }
 
 /// Where and how to connect, once every option has been checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
@@ -331,6 +331,53 @@ fn parse_server_port(s: &str) -> Option<u16> {
         .and_then(|p| u16::try_from(p).ok())
 }
 
+/// What `Debug` shows in place of a password.
+pub(crate) const HIDDEN: &str = "<hidden>";
+
+// Debug by hand for what holds a password: a `{:?}` anywhere (a log line, a failed test's
+// message) must not show it.
+impl std::fmt::Debug for ConnectionArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self
+            .url
+            .iter()
+            .map(|u| crate::uri::mask_password(u))
+            .collect();
+        f.debug_struct("ConnectionArgs")
+            .field("url", &urls)
+            .field("server", &self.server)
+            .field("port", &self.port)
+            .field("vhost", &self.vhost)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| HIDDEN))
+            .field("authfile", &self.authfile)
+            .field("heartbeat", &self.heartbeat)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("ssl", &self.ssl)
+            .field("cacert", &self.cacert)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("no_default_cert_paths", &self.no_default_cert_paths)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("vhost", &self.vhost)
+            .field("user", &self.user)
+            .field("password", &HIDDEN)
+            .field("heartbeat", &self.heartbeat)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,5 +520,32 @@ mod tests {
 
         // Without a URL the one address is shown as host:port.
         assert_eq!(args().resolve(None).unwrap().get(0).shown, "localhost:5672");
+    }
+
+    #[test]
+    fn debug_hides_passwords() {
+        let args = ConnectionArgs {
+            url: vec!["amqp://u:s3cret-one@h/v".into()],
+            password: Some("s3cret-two".into()),
+            ..ConnectionArgs::default()
+        };
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("amqp://u:") && shown.contains(HIDDEN),
+            "{shown}"
+        );
+        let endpoint = args
+            .resolve(Some("amqp://u:s3cret-three@h/v"))
+            .map(|a| format!("{a:?}"))
+            .unwrap_or_default();
+        assert!(!endpoint.contains("s3cret"), "{endpoint}");
+        let uri = crate::uri::parse("amqp://u:s3cret-four@h/v").unwrap();
+        assert!(!format!("{uri:?}").contains("s3cret"));
+        let creds = crate::authfile::Credentials {
+            user: "u".into(),
+            password: "s3cret-five".into(),
+        };
+        assert!(!format!("{creds:?}").contains("s3cret"));
     }
 }

@@ -4,7 +4,7 @@
 //! strings are refused.
 
 /// The parts of an `amqp://` or `amqps://` URI.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AmqpUri {
     pub tls: bool,
     pub user: String,
@@ -12,6 +12,20 @@ pub struct AmqpUri {
     pub host: String,
     pub port: u16,
     pub vhost: String,
+}
+
+impl std::fmt::Debug for AmqpUri {
+    /// Without the password (see `options::HIDDEN`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpUri")
+            .field("tls", &self.tls)
+            .field("user", &self.user)
+            .field("password", &crate::options::HIDDEN)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("vhost", &self.vhost)
+            .finish()
+    }
 }
 
 impl Default for AmqpUri {
