@@ -425,6 +425,43 @@ fn saved_c_package(version: &str, dir: &Path) -> Option<PathBuf> {
     cached.is_file().then_some(cached)
 }
 
+/// The control fields that make the package replace Debian's amqp-tools.
+const REPLACES_THE_C_TOOLS: [&str; 4] = [
+    "Package: amqp-tools-rs",
+    "Provides: amqp-tools",
+    "Conflicts: amqp-tools",
+    "Replaces: amqp-tools",
+];
+
+/// `scripts/build-deb ARGS --out DIR`; the .deb it printed.
+fn build_deb(args: &[&str], out: &Path) -> PathBuf {
+    let root = workspace_root();
+    let built = Cmd::new(root.join("scripts/build-deb"))
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .current_dir(&root)
+        .timeout(BUILD_TIMEOUT)
+        .run();
+    built.expect_status(0);
+    let deb = PathBuf::from(built.stdout_str().lines().last().unwrap_or_default());
+    assert!(deb.is_file(), "build-deb printed {:?}", built.stdout_str());
+    deb
+}
+
+/// Each `Field: value` line is in the package's control file.
+fn assert_control_fields(deb: &Path, lines: &[&str]) {
+    let control = Cmd::new("dpkg-deb").arg("-f").arg(deb).run();
+    control.expect_status(0);
+    let control = control.stdout_str();
+    for line in lines {
+        assert!(
+            control.lines().any(|l| l == *line),
+            "{line} missing:\n{control}"
+        );
+    }
+}
+
 /// What the package puts where the shells and man look for it, for each tool (both
 /// architectures).
 fn deb_files() -> Vec<String> {
@@ -477,34 +514,8 @@ fn deb_replaces_the_c_tools_and_runs_the_tutorial() {
     };
 
     let out_dir = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
-    let built = Cmd::new(root.join("scripts/build-deb"))
-        .arg("--out")
-        .arg(out_dir.path())
-        .current_dir(&root)
-        .timeout(BUILD_TIMEOUT)
-        .run();
-    built.expect_status(0);
-    let deb = PathBuf::from(built.stdout_str().lines().last().unwrap_or_default());
-    assert!(deb.is_file(), "build-deb printed {:?}", built.stdout_str());
-
-    let fields = Cmd::new("dpkg-deb")
-        .arg("-f")
-        .arg(&deb)
-        .args(["Package", "Provides", "Conflicts", "Replaces", "Depends"])
-        .run();
-    fields.expect_status(0);
-    let fields = fields.stdout_str();
-    for line in [
-        "Package: amqp-tools-rs",
-        "Provides: amqp-tools",
-        "Conflicts: amqp-tools",
-        "Replaces: amqp-tools",
-    ] {
-        assert!(
-            fields.lines().any(|l| l == line),
-            "{line} missing:\n{fields}"
-        );
-    }
+    let deb = build_deb(&[], out_dir.path());
+    assert_control_fields(&deb, &REPLACES_THE_C_TOOLS);
 
     let install = root_sh(&format!("apt-get install -y '{}'", deb.display()));
     install.expect_status(0);
@@ -616,48 +627,15 @@ fn arm64_deb_holds_the_static_tools_and_their_docs() {
         skip("this machine is arm64: its package is the native one (the deb test)");
         return;
     }
-    let root = workspace_root();
     let out_dir = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
-    let built = Cmd::new(root.join("scripts/build-deb"))
-        .args(["--arch", "aarch64", "--out"])
-        .arg(out_dir.path())
-        .current_dir(&root)
-        .timeout(BUILD_TIMEOUT)
-        .run();
-    built.expect_status(0);
-    let deb = PathBuf::from(built.stdout_str().lines().last().unwrap_or_default());
-    assert!(deb.is_file(), "build-deb printed {:?}", built.stdout_str());
+    let deb = build_deb(&["--arch", "aarch64"], out_dir.path());
     let name = deb.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         name.starts_with("amqp-tools-rs_") && name.ends_with("_arm64.deb"),
         "{name}"
     );
-
-    let fields = Cmd::new("dpkg-deb")
-        .arg("-f")
-        .arg(&deb)
-        .args([
-            "Package",
-            "Architecture",
-            "Provides",
-            "Conflicts",
-            "Replaces",
-        ])
-        .run();
-    fields.expect_status(0);
-    let fields = fields.stdout_str();
-    for line in [
-        "Package: amqp-tools-rs",
-        "Architecture: arm64",
-        "Provides: amqp-tools",
-        "Conflicts: amqp-tools",
-        "Replaces: amqp-tools",
-    ] {
-        assert!(
-            fields.lines().any(|l| l == line),
-            "{line} missing:\n{fields}"
-        );
-    }
+    assert_control_fields(&deb, &REPLACES_THE_C_TOOLS);
+    assert_control_fields(&deb, &["Architecture: arm64"]);
     // Static: no library of the target machine is needed.
     let depends = Cmd::new("dpkg-deb")
         .arg("-f")

@@ -21,7 +21,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The same for k8s/job-until-empty.yaml.
+/// The container's args in k8s/job-until-empty.yaml, before the kubelet expands `$(VAR)`.
 const UNTIL_EMPTY_ARGS: [&str; 8] = [
     "--url=$(BROKER_URL)",
     "-q",
