@@ -30,5 +30,5 @@ complete -c amqp-consume -l ssl -d 'Use TLS (as amqps:// does); the port default
 complete -c amqp-consume -l no-default-cert-paths -d 'Trust only --cacert, not the system\'s CA certificates'
 complete -c amqp-consume -l insecure -d 'Do not verify the broker\'s certificate (insecure: for testing only)'
 complete -c amqp-consume -s '?' -l help -d 'Show this help and exit'
-complete -c amqp-consume -l usage -d 'Show a short usage line and exit'
+complete -c amqp-consume -l usage -d 'Show every option in brief and exit'
 complete -c amqp-consume -l version -d 'Show the version and exit'

@@ -17,5 +17,5 @@ complete -c amqp-delete-queue -l ssl -d 'Use TLS (as amqps:// does); the port de
 complete -c amqp-delete-queue -l no-default-cert-paths -d 'Trust only --cacert, not the system\'s CA certificates'
 complete -c amqp-delete-queue -l insecure -d 'Do not verify the broker\'s certificate (insecure: for testing only)'
 complete -c amqp-delete-queue -s '?' -l help -d 'Show this help and exit'
-complete -c amqp-delete-queue -l usage -d 'Show a short usage line and exit'
+complete -c amqp-delete-queue -l usage -d 'Show every option in brief and exit'
 complete -c amqp-delete-queue -l version -d 'Show the version and exit'

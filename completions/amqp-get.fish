@@ -15,5 +15,5 @@ complete -c amqp-get -l ssl -d 'Use TLS (as amqps:// does); the port defaults to
 complete -c amqp-get -l no-default-cert-paths -d 'Trust only --cacert, not the system\'s CA certificates'
 complete -c amqp-get -l insecure -d 'Do not verify the broker\'s certificate (insecure: for testing only)'
 complete -c amqp-get -s '?' -l help -d 'Show this help and exit'
-complete -c amqp-get -l usage -d 'Show a short usage line and exit'
+complete -c amqp-get -l usage -d 'Show every option in brief and exit'
 complete -c amqp-get -l version -d 'Show the version and exit'

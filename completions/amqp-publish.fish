@@ -3,7 +3,7 @@ complete -c amqp-publish -s r -l routing-key -d 'Routing key (default ""); with 
 complete -c amqp-publish -s C -l content-type -d 'content_type property (e.g. text/plain, application/json)' -r
 complete -c amqp-publish -s E -l content-encoding -d 'content_encoding property (e.g. gzip)' -r
 complete -c amqp-publish -s t -l reply-to -d 'reply_to property: the queue a reply should go to' -r
-complete -c amqp-publish -s H -l header -d 'Add a header "KEY: VALUE" (string value; split at the first \':\', spaces after it dropped). Repeatable; a repeated KEY keeps its last value' -r
+complete -c amqp-publish -s H -l header -d 'Add a header "KEY: VALUE" (string value; split at the first \':\', spaces after it dropped). Repeatable; headers are sent in the order given, a repeated KEY included' -r
 complete -c amqp-publish -s b -l body -d 'Message body, taken byte for byte (no newline added); stdin is not read' -r
 complete -c amqp-publish -l priority -d 'priority property, 0 to 255 (used by queues with x-max-priority)' -r
 complete -c amqp-publish -l expiration -d 'expiration property: per-message TTL in milliseconds (digits only)' -r
@@ -33,5 +33,5 @@ complete -c amqp-publish -l ssl -d 'Use TLS (as amqps:// does); the port default
 complete -c amqp-publish -l no-default-cert-paths -d 'Trust only --cacert, not the system\'s CA certificates'
 complete -c amqp-publish -l insecure -d 'Do not verify the broker\'s certificate (insecure: for testing only)'
 complete -c amqp-publish -s '?' -l help -d 'Show this help and exit'
-complete -c amqp-publish -l usage -d 'Show a short usage line and exit'
+complete -c amqp-publish -l usage -d 'Show every option in brief and exit'
 complete -c amqp-publish -l version -d 'Show the version and exit'

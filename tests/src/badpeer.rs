@@ -15,11 +15,10 @@ pub const FRAME_MAX: u32 = 131_072;
 /// The size of the body sent by [`Misbehaviour::HugeBody`] (10 MiB).
 pub const HUGE_BODY_LEN: usize = 10 * 1024 * 1024;
 
-const FRAME_METHOD: u8 = 1;
-const FRAME_HEADER: u8 = 2;
-const FRAME_BODY: u8 = 3;
-const FRAME_END: u8 = 0xCE;
-const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+use crate::frames::{
+    frame_bytes, longstr, method_payload, read_frame_with, shortstr, Frame, FRAME_BODY, FRAME_END,
+    FRAME_HEADER, FRAME_METHOD, PROTOCOL_HEADER,
+};
 
 /// How the peer misbehaves. Everything after the handshake happens at the tool's first
 /// operation (the first method on channel 1 after channel.open-ok), so every tool meets it.
@@ -134,26 +133,6 @@ struct Peer<'a> {
     conn: TcpStream,
     buf: Vec<u8>,
     stop: &'a AtomicBool,
-}
-
-/// A frame from the client.
-struct Frame {
-    kind: u8,
-    channel: u16,
-    payload: Vec<u8>,
-}
-
-impl Frame {
-    fn method(&self) -> Option<(u16, u16)> {
-        if self.kind != FRAME_METHOD || self.payload.len() < 4 {
-            return None;
-        }
-        let p = &self.payload;
-        Some((
-            u16::from_be_bytes([p[0], p[1]]),
-            u16::from_be_bytes([p[2], p[3]]),
-        ))
-    }
 }
 
 type Io<T> = std::io::Result<T>;
@@ -488,30 +467,11 @@ impl Peer<'_> {
     }
 
     fn send_raw(&mut self, kind: u8, ch: u16, payload: &[u8], end: u8) -> Io<()> {
-        let mut frame = Vec::with_capacity(payload.len() + 8);
-        frame.push(kind);
-        frame.extend_from_slice(&ch.to_be_bytes());
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        frame.extend_from_slice(payload);
-        frame.push(end);
-        self.conn.write_all(&frame)
+        self.conn.write_all(&frame_bytes(kind, ch, payload, end))
     }
 
     fn read_frame(&mut self) -> Io<Frame> {
-        let head = self.read_exact_buf(7)?;
-        let kind = head[0];
-        let channel = u16::from_be_bytes([head[1], head[2]]);
-        let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
-        if size > 16 * 1024 * 1024 {
-            return Err(std::io::Error::new(ErrorKind::InvalidData, "frame too big"));
-        }
-        let mut payload = self.read_exact_buf(size + 1)?;
-        payload.pop(); // frame end
-        Ok(Frame {
-            kind,
-            channel,
-            payload,
-        })
+        read_frame_with(|n| self.read_exact_buf(n))
     }
 
     /// Reads exactly `n` bytes, giving up when the client leaves or the peer is stopped.
@@ -550,24 +510,6 @@ impl Peer<'_> {
 /// The 10 MiB body: a repeating pattern, so a truncated or shifted copy does not compare equal.
 pub fn huge_body() -> Vec<u8> {
     (0..HUGE_BODY_LEN).map(|i| (i % 251) as u8).collect()
-}
-
-fn method_payload(class: u16, method: u16, args: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(args.len() + 4);
-    p.extend_from_slice(&class.to_be_bytes());
-    p.extend_from_slice(&method.to_be_bytes());
-    p.extend_from_slice(args);
-    p
-}
-
-fn shortstr(out: &mut Vec<u8>, s: &str) {
-    out.push(s.len() as u8);
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn longstr(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s);
 }
 
 /// The queue name of a queue.declare (after class, method and the reserved short).

@@ -3,6 +3,15 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// The five tools, as Debian's amqp-tools names them.
+pub const TOOLS: [&str; 5] = [
+    "amqp-publish",
+    "amqp-consume",
+    "amqp-get",
+    "amqp-declare-queue",
+    "amqp-delete-queue",
+];
+
 /// Generous: a cold workspace build on the 2-core CI machine takes minutes.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 

@@ -216,7 +216,13 @@ pub fn consumers(q: &str) -> Vec<ConsumerInfo> {
 /// Client connections with `name`, `user`, `client_properties`, `peer_port`, `peer_host`
 /// (a byte array such as `[127,0,0,1]`) and `pid` (in a JSON-only form; see below).
 pub fn connections() -> Vec<Value> {
-    list(
+    connections_in(&vhost())
+}
+
+/// `connections()` of another vhost.
+pub fn connections_in(vhost: &str) -> Vec<Value> {
+    list_in(
+        vhost,
         "list_connections",
         &[
             "name",

@@ -20,18 +20,22 @@ mod bins;
 mod broker;
 mod cmd;
 mod ctl;
+mod frames;
 mod net;
+mod raw;
 pub mod scratch;
 pub mod tls_node;
 
-pub use bins::{bin_dir, ours, reference, require_reference, sides, workspace_root, Side};
+pub use bins::{bin_dir, ours, reference, require_reference, sides, workspace_root, Side, TOOLS};
 pub use broker::{cancel_consumer, render_value, Broker, Msg, Props};
 pub use cmd::{Cmd, Output, Running};
 pub use ctl::{
-    bindings, client_property, close_connections_from_port, connections, consumers, queue_info,
-    queue_info_in, rabbitmqctl, rabbitmqctl_text, temp_vhost, ConsumerInfo, QueueInfo, TempVhost,
+    bindings, client_property, close_connections_from_port, connections, connections_in, consumers,
+    queue_info, queue_info_in, rabbitmqctl, rabbitmqctl_text, temp_vhost, ConsumerInfo, QueueInfo,
+    TempVhost,
 };
 pub use net::{closing_peer, http_peer, refused_port, silent_peer, PeerGuard, Proxy};
+pub use raw::raw_get_headers;
 
 /// Re-exported so test files build AMQP properties and values without their own dependency.
 pub use amiquip;

@@ -9,7 +9,7 @@
 
 use crate::arch::Arch;
 use crate::bins::target_dir;
-use crate::{broker_addr, broker_url, skip, unique, workspace_root, Broker, Cmd, Output};
+use crate::{broker_addr, broker_url, skip, unique, workspace_root, Broker, Cmd, Output, TOOLS};
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::ToSocketAddrs;
@@ -18,13 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub const TOOLS: [&str; 5] = [
-    "amqp-publish",
-    "amqp-consume",
-    "amqp-get",
-    "amqp-declare-queue",
-    "amqp-delete-queue",
-];
 /// The one binary behind the five tool names (symbolic links to it).
 pub const MULTI: &str = "amqp-tools";
 pub const WORKER: &str = "worker";

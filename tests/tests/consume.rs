@@ -1,4 +1,4 @@
-//! amqp-consume against the C reference: the behaviour-spec checks (§12 55–74, §11 41–67) run on
+//! amqp-consume against the C reference: the C-CON entries of docs/compatibility.md run on
 //! both tools with the same scenario, comparing exit status, stdout and what the broker holds
 //! afterwards. Where the C tool crashes, hangs or loses messages, each side's own expected
 //! result is asserted (the "fixed by default" list of the design).
@@ -75,7 +75,7 @@ fn assert_one_line_error(out: &Output) {
     assert!(out.stderr.starts_with("amqp-consume: "), "{}", out.stderr);
 }
 
-// §12 55, §5.1: no command is a usage error before any connection.
+// compatibility.md C-CON-1: no command is a usage error before any connection.
 #[test]
 fn no_command_is_a_usage_error() {
     for side in sides(TOOL) {
@@ -94,7 +94,7 @@ fn no_command_is_a_usage_error() {
     }
 }
 
-// §12 56, §11 41, and the -c N fix: the message after the Nth is not touched by ours.
+// compatibility.md C-CON-16, C-CON-17, C-FIX-3: the message after the Nth is not touched by ours.
 #[test]
 fn count_stops_after_n_and_leaves_the_rest() {
     let b = Broker::connect();
@@ -140,7 +140,7 @@ fn is_ours_side(s: &Side) -> bool {
     is_ours(s)
 }
 
-// §12 57, §11 42: one process per message, argv passed verbatim.
+// compatibility.md C-CON-2, C-CON-4: one process per message, argv passed verbatim.
 #[test]
 fn one_process_per_message_with_verbatim_argv() {
     let b = Broker::connect();
@@ -172,7 +172,7 @@ fn one_process_per_message_with_verbatim_argv() {
     }
 }
 
-// §12 58 59, §11 44: acked only on exit status 0; a failed message comes back redelivered.
+// compatibility.md C-CON-14: acked only on exit status 0; a failed message comes back redelivered.
 #[test]
 fn ack_only_on_success() {
     let b = Broker::connect();
@@ -197,7 +197,7 @@ fn ack_only_on_success() {
     }
 }
 
-// §12 60: -A acknowledges whatever the command does.
+// compatibility.md C-CON-18: -A acknowledges whatever the command does.
 #[test]
 fn no_ack_loses_a_failed_message() {
     let b = Broker::connect();
@@ -213,7 +213,7 @@ fn no_ack_loses_a_failed_message() {
     }
 }
 
-// §11 47 and the -A -c N fix: C takes all 5 off the queue and loses 4.
+// compatibility.md C-FIX-2: with -A -c 1, C takes all 5 off the queue and loses 4.
 #[test]
 fn no_ack_with_count_takes_at_most_n() {
     let b = Broker::connect();
@@ -238,7 +238,7 @@ fn no_ack_with_count_takes_at_most_n() {
 /// Arguments after `-q Q`, POSIXLY_CORRECT, expected status and stdout.
 type WordsCase<'a> = (Vec<&'a str>, Option<&'a str>, i32, &'a [u8]);
 
-// §12 59 61 62, §11 59 60: popt option separation, on both tools.
+// compatibility.md C-POPT-10 to C-POPT-12, C-CON-2: popt option separation, on both tools.
 #[test]
 fn options_and_command_words() {
     let b = Broker::connect();
@@ -295,7 +295,7 @@ fn options_and_command_words() {
             let out = cmd.run();
             if side.name == "reference" && *status == 0 && out.status() == 141 {
                 // The C tool loses a race with `echo`, which exits without reading its stdin:
-                // the body write gets SIGPIPE (§5.3). The message is then requeued.
+                // the body write gets SIGPIPE (see C-FIX-5). The message is then requeued.
                 assert_eq!(b.count(&q), Some(1), "{} {args:?}", side.name);
                 continue;
             }
@@ -318,7 +318,7 @@ fn options_and_command_words() {
     }
 }
 
-// §12 63, §11 48: a command that cannot be started is an error; the message stays queued.
+// compatibility.md C-CON-5: a command that cannot be started is an error; the message stays queued.
 #[test]
 fn command_not_found() {
     let b = Broker::connect();
@@ -359,13 +359,16 @@ fn command_not_found() {
             if is_ours(&side) {
                 assert_one_line_error(&out);
             }
+            // The broker requeues the unacked message when it sees the connection go, which
+            // may be a moment after the tool has exited.
+            amqp_tools_tests::wait_until(Duration::from_secs(10), || b.count(&q) == Some(1));
             let left = b.drain(&q);
             assert_eq!(bodies(&left), ["x"], "{} {cmd}", side.name);
         }
     }
 }
 
-// §12 64 65, §11 53 54 58: setup errors.
+// compatibility.md C-CON-6, C-CON-8, C-CON-13: setup errors.
 #[test]
 fn setup_errors() {
     let b = Broker::connect();
@@ -401,7 +404,7 @@ fn setup_errors() {
     drop(b);
 }
 
-// §12 66, §11 55: server-named, non-exclusive, auto-delete queue with one binding per key.
+// compatibility.md C-CON-7, C-CON-10: a server-named, auto-delete queue, one binding per key.
 #[test]
 fn exchange_and_routing_keys() {
     let b = Broker::connect();
@@ -444,7 +447,7 @@ fn exchange_and_routing_keys() {
     }
 }
 
-// §11 55: -r "" binds nothing.
+// compatibility.md C-CON-10: -r ",," binds nothing.
 #[test]
 fn empty_routing_key_list_binds_nothing() {
     let b = Broker::connect();
@@ -469,7 +472,7 @@ fn empty_routing_key_list_binds_nothing() {
     }
 }
 
-// §12 74, §11 52, and the fix: -e without -r binds with the empty key instead of crashing.
+// compatibility.md C-FIX-1: -e without -r binds with the empty key instead of crashing.
 #[test]
 fn exchange_without_routing_key() {
     let b = Broker::connect();
@@ -505,7 +508,7 @@ fn exchange_without_routing_key() {
     }
 }
 
-// §12 67, §11 57 and the fix: -d / -e on a queue made by amqp-declare-queue (or durable).
+// compatibility.md C-FIX-9: -d / -e on a queue made by amqp-declare-queue (or durable).
 #[test]
 fn declare_on_an_existing_queue() {
     let b = Broker::connect();
@@ -542,7 +545,7 @@ fn declare_on_an_existing_queue() {
     }
 }
 
-// §12 68, §11 56 57 58: -x declares exclusive (and auto-delete); on an existing queue it is 405.
+// compatibility.md C-CON-7 to C-CON-9: -x declares exclusive, auto-delete; an existing queue: 405.
 #[test]
 fn exclusive_declare() {
     let b = Broker::connect();
@@ -580,7 +583,7 @@ fn exclusive_declare() {
     }
 }
 
-// §12 69, §11 45: the prefetch table.
+// compatibility.md C-CON-12: the prefetch table.
 #[test]
 fn prefetch_table() {
     let b = Broker::connect();
@@ -614,7 +617,7 @@ fn prefetch_table() {
     }
 }
 
-// §12 70, §11 46: -c 0 runs nothing; C also takes the messages and gives them back redelivered.
+// compatibility.md C-FIX-4: -c 0 runs nothing; C takes the messages, gives them back redelivered.
 #[test]
 fn count_zero() {
     let b = Broker::connect();
@@ -644,12 +647,12 @@ fn count_zero() {
     }
 }
 
-// §12 71, §11 43: the command's environment is ours, unchanged.
+// compatibility.md C-CON-3: the command's environment is ours, unchanged.
 #[test]
 fn command_environment_is_inherited_unchanged() {
     let b = Broker::connect();
     // The command reads its stdin first: the C tool dies of SIGPIPE when the command exits
-    // before the body is written (§11 50), which a bare `env` sometimes does. The shell sees
+    // before the body is written (C-FIX-5), which a bare `env` sometimes does. The shell sees
     // the same environment in both runs, so what it adds is in both lists.
     let print_env = ["sh", "-c", "cat >/dev/null; exec /usr/bin/env"];
     let direct = Cmd::new(print_env[0])
@@ -673,7 +676,7 @@ fn command_environment_is_inherited_unchanged() {
     }
 }
 
-// §12 72, §11 50 and the fix: a command that does not read a 1 MB body.
+// compatibility.md C-FIX-5: a command that does not read a 1 MB body.
 #[test]
 fn command_that_does_not_read_stdin() {
     let b = Broker::connect();
@@ -692,7 +695,7 @@ fn command_that_does_not_read_stdin() {
     }
 }
 
-// §12 73: SIGTERM while idle.
+// compatibility.md C-CON-21: SIGTERM while idle.
 #[test]
 fn sigterm_while_idle() {
     let b = Broker::connect();
@@ -714,7 +717,7 @@ fn sigterm_while_idle() {
     }
 }
 
-// §11 49: a command killed by a signal counts as failed.
+// compatibility.md C-CON-15: a command killed by a signal counts as failed.
 #[test]
 fn killed_command_message_requeued() {
     let b = Broker::connect();
@@ -732,7 +735,7 @@ fn killed_command_message_requeued() {
     }
 }
 
-// §11 66: binary bodies pass byte for byte.
+// compatibility.md C-CON-20: binary bodies pass byte for byte.
 #[test]
 fn binary_body_round_trip() {
     let b = Broker::connect();
@@ -748,7 +751,7 @@ fn binary_body_round_trip() {
     }
 }
 
-// §11 64 and the fix: the queue deleted under the consumer.
+// compatibility.md C-FIX-6: the queue deleted under the consumer.
 #[test]
 fn queue_deleted_under_the_consumer() {
     let b = Broker::connect();
@@ -769,7 +772,7 @@ fn queue_deleted_under_the_consumer() {
     }
 }
 
-// §11 65 and the fix: heartbeats go on while the command runs.
+// compatibility.md C-FIX-8: heartbeats go on while the command runs.
 #[test]
 fn heartbeats_continue_while_the_command_runs() {
     let b = Broker::connect();
@@ -844,7 +847,7 @@ fn run_exists_args(q: &str) -> bool {
     queue_info(q).is_some_and(|i| i.arguments.to_string().contains("x-max-length"))
 }
 
-// §11 51: with prefetch 1 and --on-failure hold (the default, C's behaviour), a failed message
+// compatibility.md C-CON-19: with -p 1 and --on-failure hold (the default, as C), a failed message
 // stays unacked, so the broker sends no other: the tool waits until it is stopped, and the
 // messages are all back in the queue afterwards.
 #[test]

@@ -1,5 +1,5 @@
 //! amqp-declare-queue and amqp-delete-queue against the real broker, ours and Debian's C tools
-//! side by side (behaviour spec §12 checks 31–39, §11 cases 1, 5–12 and 40), plus the flags
+//! side by side (docs/compatibility.md C-DECL-1 to C-DECL-5, C-DEL-1 to C-DEL-5), plus the flags
 //! only ours has (--queue-type, --arg, --auto-delete, --passive).
 //!
 //! Each side works on its own unique queue names, so the two runs cannot disturb each other;
@@ -85,7 +85,7 @@ fn flags(i: &QueueInfo) -> (bool, bool, bool) {
 
 #[test]
 fn declare_prints_the_name_and_is_idempotent() {
-    // §12.31 and §11.1.
+    // compatibility.md C-DECL-2.
     let broker = Broker::connect();
     let mut seen = Vec::new();
     for Side { name: side, bin } in sides(DECLARE) {
@@ -119,7 +119,7 @@ fn declare_durable() {
         out.expect_status(0);
         assert_eq!(out.stdout_str(), format!("{q}\n"));
         assert_eq!(flags(&info(&q)), (true, false, false), "{side}");
-        // §12.33 and §11.8: redeclaring without -d is refused by the broker.
+        // compatibility.md C-DECL-4: redeclaring without -d is refused by the broker.
         let out = run(&bin, &["-q", &q]);
         fails(&out, &["406", "inequivalent arg 'durable'", &q]);
         if side == "reference" {
@@ -136,7 +136,7 @@ fn declare_durable() {
 
 #[test]
 fn declare_server_named() {
-    // §12.32 and §11.7: the queue stays (not auto-delete, not exclusive).
+    // compatibility.md C-DECL-3: the queue stays (not auto-delete, not exclusive).
     let broker = Broker::connect();
     for Side { name: side, bin } in sides(DECLARE) {
         let out = run(&bin, &["-q", ""]);
@@ -166,7 +166,7 @@ fn declare_server_named() {
 
 #[test]
 fn declare_without_queue() {
-    // §12.34.
+    // compatibility.md C-DECL-1.
     for Side { name: _, bin } in sides(DECLARE) {
         fails(&run(&bin, &[]), &["queue"]);
     }
@@ -174,7 +174,7 @@ fn declare_without_queue() {
 
 #[test]
 fn declare_reserved_prefix() {
-    // §7: amq.* names are the broker's.
+    // compatibility.md C-DECL-5: amq.* names are the broker's.
     for Side { name: _, bin } in sides(DECLARE) {
         fails(&run(&bin, &["-q", "amq.x"]), &["403", "amq."]);
     }
@@ -182,7 +182,7 @@ fn declare_reserved_prefix() {
 
 #[test]
 fn names_over_255_bytes() {
-    // §11.40: C connects and fails to encode; ours refuses before connecting (nothing sent).
+    // compatibility.md C-OWN-3: C connects and fails to encode; ours refuses first (nothing sent).
     let long = "x".repeat(300);
     let proxy = Proxy::to_broker();
     let url = proxy.url();
@@ -217,7 +217,7 @@ fn declare_then_operand_is_refused() {
 
 #[test]
 fn delete_prints_the_message_count() {
-    // §12.35 and §11.5.
+    // compatibility.md C-DEL-2, C-DEL-4.
     let broker = Broker::connect();
     for Side {
         name: side,
@@ -253,7 +253,7 @@ fn delete_prints_the_message_count() {
 
 #[test]
 fn delete_missing_queue_succeeds() {
-    // §12.36 and §11.6.
+    // compatibility.md C-DEL-2.
     for Side { name: side, bin } in sides(DELETE) {
         let q = unique(&format!("dd-never-{side}"));
         let out = run(&bin, &["-q", &q]);
@@ -265,7 +265,7 @@ fn delete_missing_queue_succeeds() {
 
 #[test]
 fn delete_if_empty_keeps_a_full_queue() {
-    // §12.37 and §11.9, with the long and the short flag.
+    // compatibility.md C-DEL-3, with the long and the short flag.
     let broker = Broker::connect();
     for Side { name: side, bin } in sides(DELETE) {
         let q = broker.temp_queue(&format!("dd-ifempty-{side}"));
@@ -288,7 +288,7 @@ fn delete_if_empty_keeps_a_full_queue() {
 
 #[test]
 fn delete_if_unused_keeps_a_consumed_queue() {
-    // §12.38 and §11.10.
+    // compatibility.md C-DEL-4.
     let broker = Broker::connect();
     for Side { name: side, bin } in sides(DELETE) {
         let q = broker.temp_queue(&format!("dd-inuse-{side}"));
@@ -305,7 +305,7 @@ fn delete_if_unused_keeps_a_consumed_queue() {
 
 #[test]
 fn delete_dash_u_is_url() {
-    // §12.38 and §11.11: -u is --url in amqp-delete-queue too.
+    // compatibility.md C-DEL-5: -u is --url in amqp-delete-queue too.
     let broker = Broker::connect();
     for Side { name: side, bin } in sides(DELETE) {
         let q = broker.temp_queue(&format!("dd-dashu-{side}"));
@@ -325,7 +325,7 @@ fn delete_dash_u_is_url() {
 
 #[test]
 fn delete_requires_a_non_empty_queue() {
-    // §12.39 and §11.32.
+    // compatibility.md C-DEL-1.
     for Side { name: _, bin } in sides(DELETE) {
         fails(&run(&bin, &["-q", ""]), &["queue"]);
         fails(&run(&bin, &[]), &["queue"]);
@@ -334,7 +334,7 @@ fn delete_requires_a_non_empty_queue() {
 
 #[test]
 fn delete_clustered_flags() {
-    // §11.12: -eq Q is -e -q Q; -qe Q is queue "e" plus the operand Q.
+    // compatibility.md C-POPT-4: -eq Q is -e -q Q; -qe Q is queue "e" plus the operand Q.
     let broker = Broker::connect();
     for Side { name: side, bin } in sides(DELETE) {
         let q = broker.temp_queue(&format!("dd-cluster-{side}"));

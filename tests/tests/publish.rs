@@ -1,5 +1,5 @@
-//! amqp-publish against the real broker, ours and Debian's C tool side by side (behaviour spec
-//! §12 checks 40–52 and 54, §11 cases 33–39), plus what only ours does: publisher confirms by
+//! amqp-publish against the real broker, ours and Debian's C tool side by side
+//! (docs/compatibility.md C-PUB-1 to C-PUB-14), plus what only ours does: publisher confirms by
 //! default (--no-confirm to opt out), --mandatory, the extra properties, and a connection lost
 //! in the middle of a `-l` stream.
 //!
@@ -170,12 +170,12 @@ fn spawn_reading_fifo(bin: &Path, args: &[&str], fifo: &Path) -> Running {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §12 40–51, 54 and §11 33–37: bodies, properties, errors
+// compatibility.md C-PUB-1 to C-PUB-13: bodies, properties, errors
 // ---------------------------------------------------------------------------------------------
 
 #[test]
 fn neither_exchange_nor_routing_key_is_a_usage_error() {
-    // §12.40, §11.37: checked before connecting (a refused port is never reached).
+    // compatibility.md C-PUB-1: checked before connecting (a refused port is never reached).
     let port = refused_port().to_string();
     for Side { name: side, bin } in sides(PUBLISH) {
         let out = Cmd::new(&bin)
@@ -193,7 +193,7 @@ fn neither_exchange_nor_routing_key_is_a_usage_error() {
 
 #[test]
 fn body_from_b_is_exact() {
-    // §12.41.
+    // compatibility.md C-PUB-2.
     let runs = same_everywhere(|q| strings(&["-r", q, "-b", "hello"]), None, 0, &[b"hello"]);
     for run in &runs {
         assert!(run.out.stderr.is_empty(), "{}", run.out.stderr);
@@ -217,9 +217,9 @@ fn body_from_b_is_exact() {
 
 #[test]
 fn all_of_stdin_is_one_message() {
-    // §12.42, §11.3.
+    // compatibility.md C-PUB-3.
     same_everywhere(|q| strings(&["-r", q]), Some(b"a\nb\n"), 0, &[b"a\nb\n"]);
-    // §11.35: without -l a NUL is just a byte.
+    // compatibility.md C-PUB-6: without -l a NUL is just a byte.
     same_everywhere(
         |q| strings(&["-r", q]),
         Some(b"x\0y\nz\n"),
@@ -230,7 +230,7 @@ fn all_of_stdin_is_one_message() {
 
 #[test]
 fn line_mode_makes_one_message_per_line() {
-    // §12.43, §11.35.
+    // compatibility.md C-PUB-4.
     same_everywhere(
         |q| strings(&["-l", "-r", q]),
         Some(b"a\n\nb"),
@@ -253,7 +253,7 @@ fn line_mode_makes_one_message_per_line() {
 
 #[test]
 fn line_mode_cuts_a_message_at_nul() {
-    // §11.35: the C tool takes strlen() of each line.
+    // compatibility.md C-PUB-6: the C tool takes strlen() of each line.
     same_everywhere(
         |q| strings(&["-r", q, "-l"]),
         Some(b"x\0y\nz\n\0abc\n"),
@@ -264,8 +264,8 @@ fn line_mode_cuts_a_message_at_nul() {
 
 #[test]
 fn l_with_b_publishes_nothing_and_ours_says_so() {
-    // §12.44, §11.36: C exits 0 having published nothing (and not read stdin); ours refuses
-    // the combination (design.md "Fixed by default").
+    // compatibility.md C-FIX-11: C exits 0 having published nothing (and not read stdin);
+    // ours refuses the combination.
     let broker = Broker::connect();
     for Side { name: side, bin } in sides(PUBLISH) {
         let run = scenario(
@@ -288,14 +288,14 @@ fn l_with_b_publishes_nothing_and_ours_says_so() {
 
 #[test]
 fn empty_stdin() {
-    // §12.45: one empty message; with -l, none.
+    // compatibility.md C-PUB-3, C-PUB-4: one empty message; with -l, none.
     same_everywhere(|q| strings(&["-r", q]), Some(b""), 0, &[b""]);
     same_everywhere(|q| strings(&["-r", q, "-l"]), Some(b""), 0, &[]);
 }
 
 #[test]
 fn long_lines_are_split_at_32767_bytes() {
-    // §12.46, §11.35.
+    // compatibility.md C-PUB-5.
     let mut input = vec![b'a'; 40_000];
     input.push(b'\n');
     let runs = same_everywhere(
@@ -309,7 +309,7 @@ fn long_lines_are_split_at_32767_bytes() {
 
 #[test]
 fn default_properties_are_delivery_mode_only() {
-    // §12.47, §11.33.
+    // compatibility.md C-PUB-8.
     let runs = same_everywhere(|q| strings(&["-r", q, "-b", "m"]), None, 0, &[b"m"]);
     for run in &runs {
         assert_eq!(run.msgs[0].1, only_delivery_mode(1));
@@ -335,7 +335,7 @@ fn default_properties_are_delivery_mode_only() {
 
 #[test]
 fn content_properties_and_headers() {
-    // §12.48, §11.33.
+    // compatibility.md C-PUB-8, C-PUB-9 (the support library reads headers into a map).
     let runs = same_everywhere(
         |q| {
             strings(&[
@@ -404,8 +404,8 @@ fn content_properties_and_headers() {
 
 #[test]
 fn header_without_colon() {
-    // §12.49, §11.34: C warns, connects, fails the publish (rc 1, nothing published); ours
-    // refuses before connecting (design.md "Fixed by default").
+    // compatibility.md C-FIX-12: C warns, connects, fails the publish (rc 1, nothing published);
+    // ours refuses before connecting.
     let broker = Broker::connect();
     for Side { name: side, bin } in sides(PUBLISH) {
         let run = scenario(
@@ -444,7 +444,7 @@ fn header_without_colon() {
 
 #[test]
 fn missing_exchange_fails_with_the_brokers_404() {
-    // §12.50, §11.37: a single message, 2000 lines with -l, and a 3 MB body.
+    // compatibility.md C-PUB-11: a single message, 2000 lines with -l, and a 3 MB body.
     let x = unique("pub-nosuch-x");
     let lines: Vec<u8> = (0..2000)
         .flat_map(|i| format!("{i}\n").into_bytes())
@@ -482,7 +482,7 @@ fn missing_exchange_fails_with_the_brokers_404() {
 
 #[test]
 fn unroutable_messages_are_dropped_without_mandatory() {
-    // §12.51, §11.37: rc 0 with nothing on stdout or stderr.
+    // compatibility.md C-PUB-12, C-PUB-1: rc 0 with nothing on stdout or stderr.
     for args in [
         vec!["-r".to_string(), unique("unbound"), "-b".into(), "m".into()],
         strings(&["-e", "amq.direct", "-b", "x"]),
@@ -501,14 +501,14 @@ fn unroutable_messages_are_dropped_without_mandatory() {
 
 #[test]
 fn binary_stdin_round_trips() {
-    // §12.54.
+    // compatibility.md C-PUB-3.
     let data = noise(300 * 1024);
     same_everywhere(|q| strings(&["-r", q]), Some(&data), 0, &[&data]);
 }
 
 #[test]
 fn flags_take_no_value() {
-    // §12.9 (amqp-publish's own flag).
+    // compatibility.md C-POPT-8 (amqp-publish's own flag).
     for Side { name: side, bin } in sides(PUBLISH) {
         let out = cmd(&bin, &["-r", "x", "--persistent=1", "-b", "a"]).run();
         out.expect_status(1);
@@ -518,8 +518,8 @@ fn flags_take_no_value() {
 
 #[test]
 fn names_over_255_bytes() {
-    // §11.40: C fails after connecting ("invalid AMQP data"); ours before. Both rc 1 and
-    // nothing published.
+    // compatibility.md C-OWN-3: C fails after connecting ("invalid AMQP data"), ours before;
+    // both rc 1 and nothing published.
     let long = "a".repeat(300);
     for Side { name: side, bin } in sides(PUBLISH) {
         for args in [["-r", long.as_str()], ["-e", long.as_str()]] {
@@ -534,13 +534,13 @@ fn names_over_255_bytes() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §12.52, §11.38–39: order of work, streaming, odd stdin
+// compatibility.md C-PUB-7, C-PUB-10, C-PUB-14: order of work, streaming, odd stdin
 // ---------------------------------------------------------------------------------------------
 
 #[test]
 fn login_error_shows_before_stdin_ends() {
-    // §12.52, §11.38: the tool logs in before reading stdin, so a bad password ends it while
-    // stdin is still open (we hold the pipe's write end the whole time).
+    // compatibility.md C-PUB-10: the tool logs in before reading stdin, so a bad password
+    // ends it while stdin is still open (we hold the pipe's write end the whole time).
     for Side { name: side, bin } in sides(PUBLISH) {
         let dir = tempdir();
         let path = fifo(&dir);
@@ -567,7 +567,7 @@ fn login_error_shows_before_stdin_ends() {
 
 #[test]
 fn lines_are_published_as_they_arrive() {
-    // §11.38: the first line is in the queue while the tool still waits for the second.
+    // compatibility.md C-PUB-7: the first line is queued while the tool still waits for the second.
     let broker = Broker::connect();
     for Side { name: side, bin } in sides(PUBLISH) {
         let q = broker.temp_queue(&format!("pub-stream-{side}"));
@@ -592,8 +592,8 @@ fn lines_are_published_as_they_arrive() {
 
 #[test]
 fn closed_or_directory_stdin() {
-    // §11.39: without -l a read error (rc 1, nothing published); with -l nothing to publish
-    // (rc 0; ours adds a warning for the directory).
+    // compatibility.md C-PUB-14, C-OWN-7: without -l a read error (rc 1, nothing published);
+    // with -l nothing to publish (rc 0; ours adds a warning for the directory).
     let broker = Broker::connect();
     for Side { name: side, bin } in sides(PUBLISH) {
         for (redirect, line_mode, status) in [
@@ -890,4 +890,33 @@ fn lost_connection_mid_stream_is_an_error() {
     let out = running.wait();
     ours_fails(&out, &["connection", "lost"]);
     assert_eq!(broker.count(&q), Some(10));
+}
+
+#[test]
+fn headers_go_in_command_line_order_with_duplicates() {
+    // The C tool sends -H headers as given, a repeated key included; so does ours (its frames
+    // are its own, not amiquip's sorted map). Read back raw, in wire order, from both.
+    let broker = Broker::connect();
+    let expected: Vec<(String, String)> = [("b", "S:1"), ("a", "S:2"), ("a", "S:3"), ("", "S:e")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for Side { name: side, bin } in sides(PUBLISH) {
+        let q = broker.temp_queue(&format!("hdr-order-{side}"));
+        cmd(
+            &bin,
+            &[
+                "-r", &q, "-H", "b: 1", "-H", "a: 2", "-H", "a:3", "-H", ":e", "-b", "m",
+            ],
+        )
+        .run()
+        .expect_status(0);
+        let headers = amqp_tools_tests::raw_get_headers(&amqp_tools_tests::broker_addr(), &q)
+            .unwrap_or_else(|e| panic!("{side}: raw basic.get failed: {e}"));
+        assert_eq!(
+            headers,
+            Some(expected.clone()),
+            "{side}: headers on the wire"
+        );
+    }
 }

@@ -7,6 +7,8 @@ use clap::{CommandFactory, FromArgMatches};
 use std::ffi::OsString;
 use std::sync::OnceLock;
 
+mod usage;
+
 static PROGRAM: OnceLock<String> = OnceLock::new();
 static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
 
@@ -62,7 +64,10 @@ pub fn parse_from<T: CommandFactory + FromArgMatches>(
     opts: ParseOptions,
 ) -> Result<T> {
     let name = program_name();
-    let mut cmd = T::command().name(name).bin_name(name);
+    let cmd = T::command();
+    // The crate's name, whatever the binary is called: it picks the C tool --usage follows.
+    let tool = cmd.get_name().to_string();
+    let mut cmd = cmd.name(name).bin_name(name);
     if let Some(id) = opts.command_arg {
         if std::env::var_os("POSIXLY_CORRECT").is_some() {
             cmd = cmd.mut_arg(id, |a| a.trailing_var_arg(true).allow_hyphen_values(true));
@@ -78,7 +83,7 @@ pub fn parse_from<T: CommandFactory + FromArgMatches>(
                     Err(Error::Status(0))
                 }
                 _ if usage_came_first(&argv, &e) => {
-                    print_usage(&mut cmd);
+                    print_usage(&cmd, &tool);
                     Err(Error::Status(0))
                 }
                 _ => Err(Error::usage(format!(
@@ -89,14 +94,18 @@ pub fn parse_from<T: CommandFactory + FromArgMatches>(
         }
     };
     if matches.get_flag("usage") {
-        print_usage(&mut cmd);
+        print_usage(&cmd, &tool);
         return Err(Error::Status(0));
     }
     T::from_arg_matches(&matches).map_err(|e| Error::usage(first_line(&e.render().to_string())))
 }
 
-fn print_usage(cmd: &mut clap::Command) {
-    println!("{}", cmd.render_usage());
+/// Every option, in brackets, as popt's --usage lists the C tool's (see `usage`).
+fn print_usage(cmd: &clap::Command, tool: &str) {
+    println!(
+        "{}",
+        usage::render(cmd, tool, program_name(), usage::line_width())
+    );
 }
 
 /// popt acts on `--usage` as soon as it reaches it, so an error later on the line does not
@@ -151,11 +160,15 @@ pub fn main(default_name: &str, run: impl FnOnce() -> Result<()>) -> ! {
     let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => crate::error::report(program_name(), &e),
-        Err(_) => 1,
+        Err(_) => crate::error::FAILURE,
     };
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    std::process::exit(code)
+    // Everything the tool had to do is done and its output flushed (stderr is unbuffered):
+    // leave without the exit-time handlers, which would only hand memory back to the system
+    // (the allocator's purge, OpenSSL's cleanup) on a short-lived process's way out.
+    // SAFETY: _exit has no preconditions; nothing after this point needs to run.
+    unsafe { libc::_exit(code) }
 }
 
 /// The help flags every tool has: `-?`/`--help` (and `-h`), `--usage`, `--version`.
@@ -166,7 +179,7 @@ pub struct HelpArgs {
     #[arg(short = '?', long = "help", short_alias = 'h', action = clap::ArgAction::HelpLong)]
     pub help: Option<bool>,
 
-    /// Show a short usage line and exit
+    /// Show every option in brief and exit
     #[arg(long = "usage", action = clap::ArgAction::SetTrue)]
     pub usage: bool,
 

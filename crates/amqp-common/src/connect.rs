@@ -1,12 +1,14 @@
 //! Opening a connection and channel 1 under one deadline, and closing them without hanging.
 
 use crate::error::{describe_amiquip, Error, Result};
-use crate::frame_guard::FrameGuard;
 use crate::options::Endpoint;
+use crate::resolve::resolve;
 use crate::tls::TlsClient;
+use crate::wire::frames::PROTOCOL_HEADER;
+use crate::wire::{Closing, Socket, Transport, Wire, WireControl, WireOptions};
 use amiquip::{Auth, Channel, Connection, ConnectionOptions, ConnectionTuning};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::{mpsc, Arc, Mutex};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// The frame size the C tools ask for.
@@ -20,6 +22,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Session {
     pub channel: Channel,
     connection: Connection,
+    wire: WireControl,
 }
 
 impl Session {
@@ -27,14 +30,18 @@ impl Session {
     /// answering does not hold the tool: the close is abandoned after a few seconds, and that
     /// is an error, since what was sent last (acks, unconfirmed publishes) may not have
     /// arrived.
+    ///
+    /// The channel is closed through amiquip: its close-ok means the broker has everything
+    /// amiquip was asked to send before (acks are sent without waiting for an answer, and only
+    /// amiquip knows when they are out).
     pub fn close(self) -> Result<()> {
         self.close_with(true)
     }
 
     /// Closes only the connection, for when every request made on channel 1 has had its
-    /// answer (a declare-ok, a confirm for every publish): the broker closes the channel with
-    /// the connection, so a channel.close first would be one more round trip that tells
-    /// nothing new. Bounded like `close`.
+    /// answer (a declare-ok, a confirm for every publish), so that nothing of amiquip's is
+    /// waiting to be sent: the broker closes the channel with the connection. Bounded like
+    /// `close`.
     pub fn close_connection(self) -> Result<()> {
         self.close_with(false)
     }
@@ -43,37 +50,78 @@ impl Session {
         let Session {
             channel,
             connection,
+            wire,
         } = self;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let close_connection = |connection: Connection| {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let timed_out = || Error::Connection {
+            context: "cannot close the connection".into(),
+            reason: format!(
+                "the broker did not answer within {}",
+                seconds(CLOSE_TIMEOUT)
+            ),
+        };
+        if close_channel {
+            // Bounded by the wire's deadline: amiquip's reads fail once it passes.
+            wire.set_deadline(Some(deadline));
+            let closed = channel.close();
+            wire.set_deadline(None);
+            if wire.timed_out() {
+                return Err(timed_out());
+            }
+            closed.map_err(|e| Error::amqp("cannot close the channel", e))?;
+        } else {
+            // amiquip's Drop for a channel would close it: a round trip for nothing.
+            std::mem::forget(channel);
+        }
+        // The connection.close is ours, and so is the wait for its close-ok: amiquip's I/O
+        // thread sees the close-ok too and stops by itself. Closing through amiquip would make
+        // this thread wait for that one, and that one for its timer thread, only to exit.
+        let result = wire.close(&crate::wire::frames::connection_close(), deadline);
+        std::mem::forget(connection);
+        result.map_err(|failure| match failure {
+            Closing::TimedOut => timed_out(),
+            Closing::Gone => Error::Connection {
+                context: "cannot close the connection".into(),
+                reason: "the connection to the broker was lost".into(),
+            },
+        })
+    }
+
+    /// Closes the channel and the connection through amiquip, for when the broker has closed
+    /// the channel and its reason is wanted: amiquip keeps it, and its channel.close returns
+    /// it (e.g. 404 NOT_FOUND for a publish to a missing exchange). Bounded like `close`.
+    pub fn close_and_explain(self) -> Result<()> {
+        let Session {
+            channel,
+            connection,
+            wire,
+        } = self;
+        // Bounded by the wire's deadline: amiquip's reads fail once it passes, which ends the
+        // close without a thread of our own to wait for it.
+        wire.set_deadline(Some(Instant::now() + CLOSE_TIMEOUT));
+        let result = channel
+            .close()
+            .map_err(|e| Error::amqp("cannot close the channel", e))
+            .and_then(|()| {
                 connection
                     .close()
                     .map_err(|e| Error::amqp("cannot close the connection", e))
-            };
-            let result = if close_channel {
-                channel
-                    .close()
-                    .map_err(|e| Error::amqp("cannot close the channel", e))
-                    .and_then(|()| close_connection(connection))
-            } else {
-                let result = close_connection(connection);
-                // Only now: amiquip's Drop for a channel closes it, a round trip while the
-                // connection is open; after, it fails at once without sending anything.
-                drop(channel);
-                result
-            };
-            let _ = tx.send(result);
-        });
-        rx.recv_timeout(CLOSE_TIMEOUT).unwrap_or_else(|_| {
-            Err(Error::Connection {
+            });
+        if wire.timed_out() {
+            return Err(Error::Connection {
                 context: "cannot close the connection".into(),
                 reason: format!(
                     "the broker did not answer within {}",
                     seconds(CLOSE_TIMEOUT)
                 ),
-            })
-        })
+            });
+        }
+        result
+    }
+
+    /// The tools' side of the connection's byte stream (for publishing frames of our own).
+    pub fn wire(&self) -> &WireControl {
+        &self.wire
     }
 
     /// Leaves the connection without the closing handshake, after a failure that already
@@ -147,13 +195,54 @@ impl Endpoint {
         // The PEM files are read first: a bad --cacert is reported without touching the network.
         let tls = self.tls.as_ref().map(TlsClient::new).transpose()?;
         let addrs = resolve(&self.host, self.port, deadline).map_err(&fail)?;
-        let stream = connect_any(&addrs, deadline).map_err(&fail)?;
+        let tcp = connect_any(&addrs, deadline).map_err(&fail)?;
         // Small frames (acks, one-line messages) must not wait for Nagle.
-        let _ = stream.set_nodelay(true);
-        let peer = stream.peer_addr().ok();
-        let watchdog = Watchdog::arm(&stream, deadline);
-        let stream = mio::net::TcpStream::from_stream(stream)
+        let _ = tcp.set_nodelay(true);
+        let peer = tcp.peer_addr().ok();
+        let mut socket = Socket::new(tcp);
+        socket
+            .blocking_until(deadline)
             .map_err(|e| fail(crate::error::io_reason(&e)))?;
+        let mut transport = match &tls {
+            None => Transport::Plain(socket),
+            Some(tls) => match tls.handshake(&self.host, socket) {
+                Ok(stream) => Transport::Tls(Box::new(stream)),
+                Err(_) if Instant::now() >= deadline => return Err(fail(self.timeout_reason())),
+                Err(text) => return Err(fail(tls.explain(&text, &self.host, peer, deadline))),
+            },
+        };
+        // At once: the broker takes a while to answer it, and amiquip's threads start meanwhile.
+        if let Err(e) = transport.write_all(PROTOCOL_HEADER) {
+            return Err(match &tls {
+                _ if Instant::now() >= deadline => fail(self.timeout_reason()),
+                // A TLS 1.3 broker that refuses the client certificate says so right after
+                // the handshake, which this first write may meet as an alert or a reset.
+                Some(tls) => match tls_text(&e) {
+                    Some(text) => fail(tls.explain(&text, &self.host, peer, deadline)),
+                    None if io_dropped(&e) => fail(
+                        peer.and_then(|addr| tls.diagnose_reset(&self.host, addr, deadline))
+                            .unwrap_or_else(|| crate::error::io_reason(&e).to_lowercase()),
+                    ),
+                    None => fail(crate::error::io_reason(&e).to_lowercase()),
+                },
+                None => fail(crate::error::io_reason(&e).to_lowercase()),
+            });
+        }
+        let nonblocking = match &mut transport {
+            Transport::Plain(s) => s.nonblocking(),
+            Transport::Tls(tls) => tls.get_mut().nonblocking(),
+        };
+        nonblocking.map_err(|e| fail(crate::error::io_reason(&e)))?;
+        let (wire, control) = Wire::new(
+            transport,
+            WireOptions {
+                frame_max: FRAME_MAX,
+                connection_name: crate::cli::program_name().to_string(),
+                open_channel: Some(1),
+            },
+        )
+        .map_err(|e| fail(crate::error::io_reason(&e)))?;
+        control.set_deadline(Some(deadline));
         let remaining = deadline.saturating_duration_since(Instant::now());
         let options = ConnectionOptions::default()
             .auth(Auth::Plain {
@@ -165,58 +254,35 @@ impl Endpoint {
             .frame_max(FRAME_MAX)
             .channel_max(0)
             .connection_timeout(Some(remaining.max(Duration::from_millis(1))));
-        let connector = tls.as_ref().map(TlsClient::connector);
-        let host = self.host.clone();
-        let (done, opened) = mpsc::channel();
-        // On a thread of its own: amiquip's handshake can be busy without reading the socket
-        // (a bogus frame size makes it reserve a huge buffer), and the deadline must hold then
-        // too. Past the deadline that thread is left behind; the tool is exiting anyway.
-        std::thread::spawn(move || {
-            let result = match connector {
-                // The TLS server name (SNI and verification) is the host as given: a name or
-                // an IP address, which OpenSSL then checks against the IP SANs.
-                Some(connector) => Connection::open_tls_stream(
-                    connector,
-                    &host,
-                    stream,
-                    options,
-                    ConnectionTuning::default(),
-                ),
-                None => Connection::insecure_open_stream(
-                    FrameGuard::new(stream, FRAME_MAX),
-                    options,
-                    ConnectionTuning::default(),
-                ),
-            };
-            let _ = done.send(result);
-        });
-        // A little past the deadline, so that the failure the watchdog provokes is reported.
-        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(250);
-        let opened = opened.recv_timeout(wait);
-        let timed_out = watchdog.is_some_and(Watchdog::disarm);
-        let opened = match opened {
-            Ok(result) => result,
-            Err(_) => return Err(fail(self.timeout_reason())),
-        };
+        let opened = Connection::insecure_open_stream(wire, options, ConnectionTuning::default());
         let mut connection = match opened {
-            Ok(_) | Err(_) if timed_out => return Err(fail(self.timeout_reason())),
+            Ok(_) | Err(_) if control.timed_out() => return Err(fail(self.timeout_reason())),
             Ok(connection) => connection,
             Err(e) => {
+                if let Some((code, text)) = control.close_reason() {
+                    return Err(self.refused(code, &text));
+                }
                 return Err(match (&tls, tls_failure(&e)) {
                     (Some(tls), Some(text)) => fail(tls.explain(&text, &self.host, peer, deadline)),
                     (Some(tls), None) if dropped(&e) => peer
                         .and_then(|addr| tls.diagnose_reset(&self.host, addr, deadline))
                         .map_or_else(|| self.handshake_error(e), fail),
                     _ => self.handshake_error(e),
-                })
+                });
             }
         };
-        let channel = connection
-            .open_channel(Some(1))
-            .map_err(|e| Error::amqp("cannot open a channel", e))?;
+        // Sent with connection.open already (see wire): this only collects the open-ok.
+        let channel = connection.open_channel(Some(1));
+        control.set_deadline(None);
+        let channel = match channel {
+            Ok(channel) => channel,
+            Err(_) if control.timed_out() => return Err(fail(self.timeout_reason())),
+            Err(e) => return Err(Error::amqp("cannot open a channel", e)),
+        };
         Ok(Session {
             channel,
             connection,
+            wire: control,
         })
     }
 
@@ -228,6 +294,20 @@ impl Endpoint {
             )
         } else {
             format!("no AMQP handshake within {limit} (see --connect-timeout)")
+        }
+    }
+
+    /// The broker closed the connection during the handshake, saying why: a refused login
+    /// (403 ACCESS_REFUSED, which the broker sends at once because the tools advertise the
+    /// `authentication_failure_close` capability), an unknown or forbidden vhost (530), ...
+    fn refused(&self, code: u16, text: &str) -> Error {
+        if code == 403 {
+            Error::Login(format!(
+                "the broker refused user '{}' with this password ({code} {text})",
+                self.user
+            ))
+        } else {
+            Error::Login(format!("{code} {text}"))
         }
     }
 
@@ -272,31 +352,6 @@ fn seconds(d: Duration) -> String {
     }
 }
 
-/// DNS under the deadline: the resolver has no timeout of its own, so it runs on a thread that
-/// is abandoned if it takes too long.
-fn resolve(
-    host: &str,
-    port: u16,
-    deadline: Instant,
-) -> std::result::Result<Vec<SocketAddr>, String> {
-    if host.is_empty() {
-        return Err("empty host name".into());
-    }
-    let (tx, rx) = mpsc::channel();
-    let query = (host.to_string(), port);
-    std::thread::spawn(move || {
-        let _ = tx.send(query.to_socket_addrs().map(Iterator::collect::<Vec<_>>));
-    });
-    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-        Ok(Ok(_)) => Err(format!("host name '{host}' has no address")),
-        Ok(Err(_)) => Err(format!("cannot resolve host name '{host}'")),
-        Err(_) => Err(format!(
-            "resolving '{host}' took too long (see --connect-timeout)"
-        )),
-    }
-}
-
 fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> std::result::Result<TcpStream, String> {
     let mut last = String::from("no address to try");
     for addr in addrs {
@@ -315,74 +370,37 @@ fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> std::result::Result<T
     Err(last)
 }
 
-/// The OpenSSL text of a failure that happened in TLS: the handshake itself, or the first read
-/// after it (TLS 1.3 servers reject a missing client certificate only then).
+/// The OpenSSL text of a failure in TLS after the handshake, in the first reads or writes
+/// (TLS 1.3 servers reject a missing or untrusted client certificate only then).
+fn tls_text(e: &std::io::Error) -> Option<String> {
+    let text = e.to_string();
+    (text.contains("SSL") || text.contains("ssl")).then_some(text)
+}
+
+/// The peer reset or closed the connection (rather than answering with something).
+fn io_dropped(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof
+    )
+}
+
 fn tls_failure(e: &amiquip::Error) -> Option<String> {
     use amiquip::Error as A;
     match e {
-        A::TlsHandshake { source } => Some(source.to_string()),
-        A::IoErrorReadingSocket { source } | A::IoErrorWritingSocket { source } => {
-            let text = source.to_string();
-            (text.contains("SSL") || text.contains("ssl")).then_some(text)
-        }
+        A::IoErrorReadingSocket { source } | A::IoErrorWritingSocket { source } => tls_text(source),
         _ => None,
     }
 }
 
-/// The peer reset or closed the connection (rather than answering with something).
 fn dropped(e: &amiquip::Error) -> bool {
     use amiquip::Error as A;
-    use std::io::ErrorKind as K;
     match e {
         A::UnexpectedSocketClose => true,
-        A::IoErrorReadingSocket { source } | A::IoErrorWritingSocket { source } => matches!(
-            source.kind(),
-            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof
-        ),
+        A::IoErrorReadingSocket { source } | A::IoErrorWritingSocket { source } => {
+            io_dropped(source)
+        }
         _ => false,
-    }
-}
-
-/// Holds amiquip's handshakes to the connect deadline. amiquip's own timeout restarts whenever
-/// a byte arrives and applies to the TLS and AMQP handshakes separately, so a slow or trickling
-/// peer could hold the tool far longer; at the deadline this shuts the socket down, which makes
-/// the blocked handshake fail at once.
-struct Watchdog {
-    state: Arc<Mutex<WatchState>>,
-    // Dropping the sender wakes the timer thread, which then ends.
-    _stop: mpsc::Sender<()>,
-}
-
-#[derive(Default)]
-struct WatchState {
-    done: bool,
-    fired: bool,
-}
-
-impl Watchdog {
-    /// None when the socket cannot be duplicated; amiquip's own timeout still applies then.
-    fn arm(stream: &TcpStream, deadline: Instant) -> Option<Watchdog> {
-        let socket = stream.try_clone().ok()?;
-        let state = Arc::new(Mutex::new(WatchState::default()));
-        let (stop, stopped) = mpsc::channel::<()>();
-        let shared = Arc::clone(&state);
-        std::thread::spawn(move || {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            if let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
-                let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
-                if !state.done {
-                    state.fired = true;
-                    let _ = socket.shutdown(std::net::Shutdown::Both);
-                }
-            }
-        });
-        Some(Watchdog { state, _stop: stop })
-    }
-
-    /// Stops the timer; true when the deadline had already passed and the socket was shut.
-    fn disarm(self) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.done = true;
-        state.fired
     }
 }

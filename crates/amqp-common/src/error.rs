@@ -31,12 +31,20 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The status of every reported failure, as the C tools do.
+pub const FAILURE: i32 = 1;
+
+/// The status of a tool stopped by signal `sig` (as a shell reports a process it killed).
+pub fn signal_status(sig: i32) -> i32 {
+    128 + sig
+}
+
 impl Error {
     /// The exit status for this failure: 1 for every reported error, as the C tools do.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Status(code) => *code,
-            _ => 1,
+            _ => FAILURE,
         }
     }
 

@@ -5,11 +5,12 @@ pub mod authfile;
 pub mod cli;
 pub mod connect;
 pub mod error;
-pub mod frame_guard;
 pub mod number;
 pub mod options;
+pub mod resolve;
 pub mod tls;
 pub mod uri;
+pub mod wire;
 
 pub use cli::{HelpArgs, ParseOptions};
 pub use connect::Session;

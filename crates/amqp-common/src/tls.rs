@@ -1,12 +1,14 @@
 //! TLS for `amqps://` and `--ssl`: the connector built from the options, and OpenSSL failures
 //! turned into one line that says what is wrong and what was trusted.
 //!
-//! The connector is native-tls (OpenSSL on Linux), handed to amiquip's `open_tls_stream`. PEM
+//! The connector is native-tls (OpenSSL on Linux); the handshake is done here, before amiquip
+//! speaks AMQP over the stream (see `wire`). PEM
 //! files are read here with the openssl crate rather than native-tls, because native-tls takes
 //! only the first certificate of a bundle and only PKCS#8 keys.
 
 use crate::error::{io_reason, Error, Result};
 use crate::options::TlsSettings;
+use crate::wire::Socket;
 use native_tls::{Certificate, Identity, TlsConnector};
 use openssl::pkey::PKey;
 use openssl::x509::X509;
@@ -15,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// A connector ready for `Connection::open_tls_stream`, and what it needs to explain a failure.
+/// A TLS connector, and what it needs to explain a failure.
 pub struct TlsClient {
     connector: TlsConnector,
     settings: TlsSettings,
@@ -74,8 +76,21 @@ impl TlsClient {
         })
     }
 
-    pub fn connector(&self) -> TlsConnector {
-        self.connector.clone()
+    /// The TLS handshake over `socket`, blocking, each step bounded by the socket's deadline.
+    /// A failure is OpenSSL's text, for `explain`.
+    pub fn handshake(
+        &self,
+        host: &str,
+        socket: Socket,
+    ) -> std::result::Result<native_tls::TlsStream<Socket>, String> {
+        // The TLS server name (SNI and verification) is the host as given: a name or an IP
+        // address, which OpenSSL then checks against the IP SANs.
+        match self.connector.connect(host, socket) {
+            Ok(stream) => Ok(stream),
+            Err(native_tls::HandshakeError::Failure(e)) => Err(e.to_string()),
+            // A read or write that timed out: the deadline passed.
+            Err(native_tls::HandshakeError::WouldBlock(_)) => Err("timed out".into()),
+        }
     }
 
     /// Turns an OpenSSL failure text (a handshake error, or a read error right after the

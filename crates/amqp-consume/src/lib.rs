@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn prefetch_table() {
-        // §5.2 step 5 of the reference, row by row.
+        // compatibility.md C-CON-12, row by row.
         assert_eq!(c_prefetch(-1, None), 0);
         assert_eq!(c_prefetch(5, None), 5);
         assert_eq!(c_prefetch(-1, Some(3)), 3);

@@ -461,7 +461,7 @@ impl Runner<'_> {
                     signals::forward(*pid, sig);
                 }
                 self.draining = false;
-                self.exit = Some(Exit::Status(128 + sig));
+                self.exit = Some(Exit::Status(amqp_common::error::signal_status(sig)));
             }
             Stop::FailFast(code) => {
                 self.draining = false;

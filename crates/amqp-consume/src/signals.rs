@@ -52,7 +52,7 @@ fn wait_loop(set: libc::sigset_t, tx: Sender<i32>) {
             continue;
         }
         if sig != libc::SIGCHLD && !LOOP_ARMED.load(Ordering::SeqCst) {
-            std::process::exit(128 + sig);
+            std::process::exit(amqp_common::error::signal_status(sig));
         }
         if tx.send(sig).is_err() {
             return;
@@ -76,7 +76,7 @@ impl ExitKind {
     pub fn shell_status(self) -> i32 {
         match self {
             ExitKind::Code(c) => c,
-            ExitKind::Signal(s) => 128 + s,
+            ExitKind::Signal(s) => amqp_common::error::signal_status(s),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The command line: the options, and the plan checked from them before any connection.
 
-use amiquip::{AmqpProperties, AmqpValue, FieldTable};
+use amqp_common::wire::frames::Properties;
 use amqp_common::{check_short_string, ConnectionArgs, Error, HelpArgs, Result};
 use clap::Parser;
 use std::ffi::OsString;
@@ -49,7 +49,7 @@ pub struct Args {
     pub reply_to: Option<String>,
 
     /// Add a header "KEY: VALUE" (string value; split at the first ':', spaces after it
-    /// dropped). Repeatable; a repeated KEY keeps its last value
+    /// dropped). Repeatable; headers are sent in the order given, a repeated KEY included
     #[arg(
         short = 'H',
         long = "header",
@@ -136,7 +136,7 @@ pub enum Source {
 pub struct Plan {
     pub exchange: String,
     pub routing_key: String,
-    pub properties: AmqpProperties,
+    pub properties: Properties,
     pub source: Source,
     pub confirm: bool,
     pub mandatory: bool,
@@ -196,59 +196,49 @@ impl Plan {
                 (None, true) => Source::Lines,
                 (None, false) => Source::Stdin,
             };
-        let mut properties =
-            AmqpProperties::default().with_delivery_mode(if args.persistent { 2 } else { 1 });
-        if let Some(v) = &args.content_type {
-            properties = properties.with_content_type(short("--content-type", v)?);
+        let text = |option: &str, value: &Option<String>| {
+            value.as_deref().map(|v| short(option, v)).transpose()
+        };
+        // Checked in this order, so that of several bad options the same one is reported.
+        let content_type = text("--content-type", &args.content_type)?;
+        let content_encoding = text("--content-encoding", &args.content_encoding)?;
+        let reply_to = text("--reply-to", &args.reply_to)?;
+        let mut headers = Vec::with_capacity(args.headers.len());
+        for arg in &args.headers {
+            let (key, value) = parse_header(arg)?;
+            check_short_string(&format!("the -H key '{key}'"), &key)?;
+            headers.push((key, value));
         }
-        if let Some(v) = &args.content_encoding {
-            properties = properties.with_content_encoding(short("--content-encoding", v)?);
-        }
-        if let Some(v) = &args.reply_to {
-            properties = properties.with_reply_to(short("--reply-to", v)?);
-        }
-        if !args.headers.is_empty() {
-            let mut table = FieldTable::new();
-            for arg in &args.headers {
-                let (key, value) = parse_header(arg)?;
-                check_short_string(&format!("the -H key '{key}'"), &key)?;
-                // The table is a map: a repeated key keeps its last value, which is also what
-                // a consumer reading the C tool's duplicate entries into a map ends up with.
-                table.insert(key, AmqpValue::LongString(value));
-            }
-            properties = properties.with_headers(table);
-        }
-        if let Some(p) = args.priority {
-            let p = u8::try_from(p)
-                .map_err(|_| Error::usage(format!("bad --priority {p}: expected 0 to 255")))?;
-            properties = properties.with_priority(p);
-        }
+        let priority = args
+            .priority
+            .map(|p| {
+                u8::try_from(p)
+                    .map_err(|_| Error::usage(format!("bad --priority {p}: expected 0 to 255")))
+            })
+            .transpose()?;
         if let Some(v) = &args.expiration {
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(Error::usage(format!(
                     "bad --expiration '{v}': expected a number of milliseconds (digits only)"
                 )));
             }
-            properties = properties.with_expiration(short("--expiration", v)?);
         }
-        if let Some(v) = &args.message_id {
-            properties = properties.with_message_id(short("--message-id", v)?);
-        }
-        if let Some(v) = &args.correlation_id {
-            properties = properties.with_correlation_id(short("--correlation-id", v)?);
-        }
-        if let Some(v) = &args.type_ {
-            properties = properties.with_type_(short("--type", v)?);
-        }
-        if let Some(v) = &args.app_id {
-            properties = properties.with_app_id(short("--app-id", v)?);
-        }
-        if let Some(v) = &args.user_id {
-            properties = properties.with_user_id(short("--user-id", v)?);
-        }
-        if let Some(v) = &args.timestamp {
-            properties = properties.with_timestamp(timestamp(v)?);
-        }
+        let properties = Properties {
+            content_type,
+            content_encoding,
+            // In command-line order, a repeated key included, as the C tool sends them.
+            headers,
+            delivery_mode: Some(if args.persistent { 2 } else { 1 }),
+            priority,
+            expiration: text("--expiration", &args.expiration)?,
+            message_id: text("--message-id", &args.message_id)?,
+            correlation_id: text("--correlation-id", &args.correlation_id)?,
+            reply_to,
+            type_: text("--type", &args.type_)?,
+            app_id: text("--app-id", &args.app_id)?,
+            user_id: text("--user-id", &args.user_id)?,
+            timestamp: args.timestamp.as_deref().map(timestamp).transpose()?,
+        };
         let exchange = args.exchange.clone().unwrap_or_default();
         let routing_key = args.routing_key.clone().unwrap_or_default();
         check_short_string("the exchange name (-e)", &exchange)?;
@@ -324,7 +314,10 @@ mod tests {
         let p = plan(&["-r", "q", "-b", "m"]).unwrap();
         assert_eq!(
             p.properties,
-            AmqpProperties::default().with_delivery_mode(1)
+            Properties {
+                delivery_mode: Some(1),
+                ..Properties::default()
+            }
         );
         assert_eq!(p.source, Source::Body(b"m".to_vec()));
         assert!(p.confirm && !p.mandatory);
@@ -347,13 +340,15 @@ mod tests {
             "--no-confirm",
         ])
         .unwrap();
-        assert_eq!(*p.properties.delivery_mode(), Some(2));
-        assert_eq!(p.properties.content_type().as_deref(), Some("text/plain"));
-        assert_eq!(*p.properties.priority(), Some(16));
-        assert_eq!(*p.properties.timestamp(), Some(1_700_000_000));
-        assert_eq!(p.properties.expiration().as_deref(), Some("60000"));
-        let headers = p.properties.headers().clone().unwrap();
-        assert_eq!(headers.get("k"), Some(&AmqpValue::LongString("2".into())));
+        assert_eq!(p.properties.delivery_mode, Some(2));
+        assert_eq!(p.properties.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(p.properties.priority, Some(16));
+        assert_eq!(p.properties.timestamp, Some(1_700_000_000));
+        assert_eq!(p.properties.expiration.as_deref(), Some("60000"));
+        assert_eq!(
+            p.properties.headers,
+            vec![("k".into(), "1".into()), ("k".into(), "2".into())]
+        );
         assert!(!p.confirm);
         assert_eq!(plan(&["-r", "q", "-l"]).unwrap().source, Source::Lines);
         assert_eq!(plan(&["-r", "q"]).unwrap().source, Source::Stdin);

@@ -6,7 +6,7 @@ mod lines;
 mod publisher;
 
 pub use args::{parse_header, Args, Plan, Source};
-pub use lines::{each_line, MAX_LINE_PIECE};
+pub use lines::{each_line, Input, MAX_LINE_PIECE};
 
 use amqp_common::{ConnectionArgs, Error, ParseOptions, Result};
 use crossbeam_channel::Receiver;
@@ -60,7 +60,7 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
     // Connected and logged in before stdin is read, so a login error shows at once even when
     // stdin is a slow pipe.
     let session = endpoint.connect()?;
-    let mut publisher = match Publisher::new(&session.channel, plan) {
+    let mut publisher = match Publisher::new(&session.channel, session.wire(), plan) {
         Ok(p) => p,
         Err(e) => {
             session.abandon();
@@ -96,7 +96,7 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
         Err(Stop::ChannelGone) => {
             // The broker closed the channel (its reason is waiting there) or the connection
             // was lost; closing tells which.
-            let e = match session.close() {
+            let e = match session.close_and_explain() {
                 Err(e) => after_close(plan, e),
                 Ok(()) => Error::Connection {
                     context: format!("cannot publish to {}", plan.destination()),
@@ -162,7 +162,16 @@ fn feed(publisher: &mut Publisher<'_>, plan: &Plan) -> std::result::Result<(), S
             // A closed stdin reads as /dev/null here: no lines, nothing published (as C).
             let stdin = std::io::stdin();
             let mut reader = std::io::BufReader::with_capacity(STDIN_BUFFER, stdin.lock());
-            let result = each_line(&mut reader, |line| publisher.publish(line).map_err(Ok), Err);
+            let result = each_line(
+                &mut reader,
+                |input| match input {
+                    Input::Line(line) => publisher.publish(line).map_err(Ok),
+                    // Lines are published as they arrive: what is encoded goes out before
+                    // the tool waits for more.
+                    Input::Idle => publisher.flush().map_err(Ok),
+                },
+                Err,
+            );
             match result {
                 Err(Err(e)) => {
                     // The C tool takes a read error for the end of input and exits 0; keep

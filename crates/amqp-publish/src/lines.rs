@@ -1,6 +1,6 @@
 //! `-l` input: stdin cut into messages as the C tool's `fgets` loop cuts it.
 
-use std::io::BufRead;
+use std::io::{BufRead, BufReader, Read};
 
 /// The longest message -l makes from one line: the C tool reads lines with
 /// `fgets(buf, 32768)`, so longer lines arrive as several messages of at most this size.
@@ -9,9 +9,17 @@ pub const MAX_LINE_PIECE: usize = 32_767;
 /// stdin read buffer: large reads keep the per-line cost down when lines are short.
 pub(crate) const STDIN_BUFFER: usize = 1 << 20;
 
+/// What `each_line` hands on.
+pub enum Input<'a> {
+    /// The body of one message.
+    Line(&'a [u8]),
+    /// No more input is buffered: the next line may take a while.
+    Idle,
+}
+
 /// The body the C tool's `-l` publishes for one piece: `strlen` of the buffer, so a NUL ends it.
 fn cut_at_nul(piece: &[u8]) -> &[u8] {
-    match piece.iter().position(|&b| b == 0) {
+    match memchr::memchr(0, piece) {
         Some(i) => &piece[..i],
         None => piece,
     }
@@ -20,14 +28,18 @@ fn cut_at_nul(piece: &[u8]) -> &[u8] {
 /// Feeds `on_line` each message `-l` makes from `reader`, as soon as its line is complete:
 /// lines with their '\n', pieces of at most `MAX_LINE_PIECE` bytes, a last line without '\n'
 /// as it is, each cut at its first NUL. Complete lines are handed out of the read buffer
-/// without copying.
-pub fn each_line<R: BufRead, E>(
-    reader: &mut R,
-    mut on_line: impl FnMut(&[u8]) -> std::result::Result<(), E>,
+/// without copying. `Input::Idle` comes whenever the next read may wait for input, so that
+/// what the lines so far produced can be sent first.
+pub fn each_line<R: Read, E>(
+    reader: &mut BufReader<R>,
+    mut on_input: impl FnMut(Input<'_>) -> std::result::Result<(), E>,
     on_read_error: impl Fn(std::io::Error) -> E,
 ) -> std::result::Result<(), E> {
     let mut pending: Vec<u8> = Vec::new();
     loop {
+        if reader.buffer().is_empty() {
+            on_input(Input::Idle)?;
+        }
         let buf = match reader.fill_buf() {
             Ok(buf) => buf,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -35,26 +47,26 @@ pub fn each_line<R: BufRead, E>(
         };
         if buf.is_empty() {
             if !pending.is_empty() {
-                on_line(cut_at_nul(&pending))?;
+                on_input(Input::Line(cut_at_nul(&pending)))?;
             }
             return Ok(());
         }
         let room = MAX_LINE_PIECE - pending.len();
         let window = &buf[..buf.len().min(room)];
-        let used = match window.iter().position(|&b| b == b'\n') {
+        let used = match memchr::memchr(b'\n', window) {
             Some(newline) => Some(newline + 1),
             None if window.len() == room => Some(room),
             None => None,
         };
         match used {
             Some(end) if pending.is_empty() => {
-                on_line(cut_at_nul(&buf[..end]))?;
+                on_input(Input::Line(cut_at_nul(&buf[..end])))?;
                 reader.consume(end);
             }
             Some(end) => {
                 pending.extend_from_slice(&buf[..end]);
                 reader.consume(end);
-                on_line(cut_at_nul(&pending))?;
+                on_input(Input::Line(cut_at_nul(&pending)))?;
                 pending.clear();
             }
             None => {
@@ -75,8 +87,10 @@ mod tests {
         let mut out = Vec::new();
         each_line(
             &mut reader,
-            |l| {
-                out.push(l.to_vec());
+            |input| {
+                if let Input::Line(l) = input {
+                    out.push(l.to_vec());
+                }
                 Ok::<(), std::io::Error>(())
             },
             |e| e,

@@ -49,11 +49,11 @@ fn main() {
         Some("--help" | "-h" | "-?") => println!("{usage}"),
         Some(other) => {
             eprintln!("amqp-tools: unknown tool '{other}'\n{usage}");
-            std::process::exit(1)
+            std::process::exit(amqp_common::error::FAILURE)
         }
         None => {
             eprintln!("{usage}");
-            std::process::exit(1)
+            std::process::exit(amqp_common::error::FAILURE)
         }
     }
 }
