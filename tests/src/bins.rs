@@ -23,7 +23,7 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         // Relative values are taken from the workspace root, where CI and developers run cargo.
         Some(dir) => workspace_root().join(dir),

@@ -14,6 +14,7 @@
 //! }
 //! ```
 
+pub mod arch;
 pub mod badpeer;
 mod bins;
 mod broker;
@@ -25,6 +26,7 @@ pub mod k8s;
 mod net;
 pub mod node;
 mod raw;
+pub mod scratch;
 pub mod tls_node;
 
 pub use bins::{bin_dir, ours, reference, require_reference, sides, workspace_root, Side, TOOLS};
@@ -74,6 +76,16 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!("t-{prefix}-{}-{n}-{nanos}", std::process::id())
+}
+
+/// Ends a test that cannot run here with a `SKIPPED:` line (the caller returns); under CI
+/// (env `CI`), where everything the tests need is installed, fails it instead.
+pub fn skip(reason: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set, so this must not be skipped: {reason}"
+    );
+    eprintln!("SKIPPED: {reason}");
 }
 
 /// Polls `cond` every 50 ms until it holds (true) or `timeout` passes (false).

@@ -2,9 +2,13 @@
 //! tools' clap definitions; the man pages render; the completions load in bash (and zsh and
 //! fish when those shells are installed); the .deb replaces Debian's amqp-tools and runs the
 //! tutorial from /usr/bin (AMQP_TEST_DEB=1, --ignored); the release tarball installs into a
-//! prefix and its static binaries work (AMQP_TEST_TARBALL=1, --ignored).
+//! prefix and its static binaries work (AMQP_TEST_TARBALL=1, --ignored). The arm64 .deb and the
+//! aarch64 tarball, cross-built here, are checked the same way with their binaries run under
+//! emulation (amqp_tools_tests::arch); the arm64 .deb is inspected with dpkg-deb, never
+//! installed.
 
-use amqp_tools_tests::{temp_vhost, unique, workspace_root, Broker, Cmd, Output};
+use amqp_tools_tests::arch::Arch;
+use amqp_tools_tests::{skip, temp_vhost, unique, workspace_root, Broker, Cmd, Output};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -421,6 +425,57 @@ fn saved_c_package(version: &str, dir: &Path) -> Option<PathBuf> {
     cached.is_file().then_some(cached)
 }
 
+/// The control fields that make the package replace Debian's amqp-tools.
+const REPLACES_THE_C_TOOLS: [&str; 4] = [
+    "Package: amqp-tools-rs",
+    "Provides: amqp-tools",
+    "Conflicts: amqp-tools",
+    "Replaces: amqp-tools",
+];
+
+/// `scripts/build-deb ARGS --out DIR`; the .deb it printed.
+fn build_deb(args: &[&str], out: &Path) -> PathBuf {
+    let root = workspace_root();
+    let built = Cmd::new(root.join("scripts/build-deb"))
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .current_dir(&root)
+        .timeout(BUILD_TIMEOUT)
+        .run();
+    built.expect_status(0);
+    let deb = PathBuf::from(built.stdout_str().lines().last().unwrap_or_default());
+    assert!(deb.is_file(), "build-deb printed {:?}", built.stdout_str());
+    deb
+}
+
+/// Each `Field: value` line is in the package's control file.
+fn assert_control_fields(deb: &Path, lines: &[&str]) {
+    let control = Cmd::new("dpkg-deb").arg("-f").arg(deb).run();
+    control.expect_status(0);
+    let control = control.stdout_str();
+    for line in lines {
+        assert!(
+            control.lines().any(|l| l == *line),
+            "{line} missing:\n{control}"
+        );
+    }
+}
+
+/// What the package puts where the shells and man look for it, for each tool (both
+/// architectures).
+fn deb_files() -> Vec<String> {
+    let mut files = Vec::new();
+    for t in TOOLS {
+        files.push(format!("/usr/bin/{t}"));
+        files.push(format!("/usr/share/man/man1/{t}.1.gz"));
+        files.push(format!("/usr/share/bash-completion/completions/{t}"));
+        files.push(format!("/usr/share/zsh/vendor-completions/_{t}"));
+        files.push(format!("/usr/share/fish/vendor_completions.d/{t}.fish"));
+    }
+    files
+}
+
 /// The tutorial's commands through `sh -c`, with /usr/bin first on PATH.
 fn tutorial_shell(url: &str, script: &str) -> Cmd {
     Cmd::new("sh")
@@ -459,34 +514,8 @@ fn deb_replaces_the_c_tools_and_runs_the_tutorial() {
     };
 
     let out_dir = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
-    let built = Cmd::new(root.join("scripts/build-deb"))
-        .arg("--out")
-        .arg(out_dir.path())
-        .current_dir(&root)
-        .timeout(BUILD_TIMEOUT)
-        .run();
-    built.expect_status(0);
-    let deb = PathBuf::from(built.stdout_str().lines().last().unwrap_or_default());
-    assert!(deb.is_file(), "build-deb printed {:?}", built.stdout_str());
-
-    let fields = Cmd::new("dpkg-deb")
-        .arg("-f")
-        .arg(&deb)
-        .args(["Package", "Provides", "Conflicts", "Replaces", "Depends"])
-        .run();
-    fields.expect_status(0);
-    let fields = fields.stdout_str();
-    for line in [
-        "Package: amqp-tools-rs",
-        "Provides: amqp-tools",
-        "Conflicts: amqp-tools",
-        "Replaces: amqp-tools",
-    ] {
-        assert!(
-            fields.lines().any(|l| l == line),
-            "{line} missing:\n{fields}"
-        );
-    }
+    let deb = build_deb(&[], out_dir.path());
+    assert_control_fields(&deb, &REPLACES_THE_C_TOOLS);
 
     let install = root_sh(&format!("apt-get install -y '{}'", deb.display()));
     install.expect_status(0);
@@ -501,14 +530,7 @@ fn deb_replaces_the_c_tools_and_runs_the_tutorial() {
     let listed = Cmd::new("dpkg").args(["-L", "amqp-tools-rs"]).run();
     listed.expect_status(0);
     let listed = listed.stdout_str();
-    let mut expected = Vec::new();
-    for t in TOOLS {
-        expected.push(format!("/usr/bin/{t}"));
-        expected.push(format!("/usr/share/man/man1/{t}.1.gz"));
-        expected.push(format!("/usr/share/bash-completion/completions/{t}"));
-        expected.push(format!("/usr/share/zsh/vendor-completions/_{t}"));
-        expected.push(format!("/usr/share/fish/vendor_completions.d/{t}.fish"));
-    }
+    let expected = deb_files();
     for path in &expected {
         assert!(
             listed.lines().any(|l| l == path),
@@ -596,21 +618,142 @@ fn deb_replaces_the_c_tools_and_runs_the_tutorial() {
     }
 }
 
+/// The arm64 package, cross-built here and inspected with dpkg-deb, never installed: its
+/// control fields, the static aarch64 binary under the five names with the docs where the amd64
+/// package has them, and the unpacked tools run under emulation.
+#[test]
+fn arm64_deb_holds_the_static_tools_and_their_docs() {
+    if Arch::host() == Arch::Aarch64 {
+        skip("this machine is arm64: its package is the native one (the deb test)");
+        return;
+    }
+    let out_dir = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
+    let deb = build_deb(&["--arch", "aarch64"], out_dir.path());
+    let name = deb.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("amqp-tools-rs_") && name.ends_with("_arm64.deb"),
+        "{name}"
+    );
+    assert_control_fields(&deb, &REPLACES_THE_C_TOOLS);
+    assert_control_fields(&deb, &["Architecture: arm64"]);
+    // Static: no library of the target machine is needed.
+    let depends = Cmd::new("dpkg-deb")
+        .arg("-f")
+        .arg(&deb)
+        .arg("Depends")
+        .run();
+    depends.expect_status(0);
+    assert_eq!(
+        depends.stdout_str().trim(),
+        "",
+        "Depends of a static package"
+    );
+
+    // `dpkg-deb -c` lines: mode, owner, size, date, time, ./path[ -> target].
+    let listing = Cmd::new("dpkg-deb").arg("-c").arg(&deb).run();
+    listing.expect_status(0);
+    let listing = listing.stdout_str();
+    let entries: BTreeMap<String, (String, Option<String>)> = listing
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let path = words[5].trim_start_matches('.').to_string();
+            let target = (words.get(6) == Some(&"->")).then(|| words[7].to_string());
+            (path, (words[0].to_string(), target))
+        })
+        .collect();
+    for path in deb_files() {
+        assert!(
+            entries.contains_key(&path),
+            "{path} not in the package:\n{listing}"
+        );
+    }
+    for t in TOOLS {
+        let (mode, target) = &entries[&format!("/usr/bin/{t}")];
+        assert!(
+            mode.starts_with('l'),
+            "/usr/bin/{t} is not a link:\n{listing}"
+        );
+        assert_eq!(target.as_deref(), Some("amqp-tools"), "/usr/bin/{t}");
+    }
+    assert_eq!(
+        entries
+            .get("/usr/bin/amqp-tools")
+            .map(|(mode, _)| mode.as_str()),
+        Some("-rwxr-xr-x"),
+        "{listing}"
+    );
+
+    let unpacked = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
+    Cmd::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(unpacked.path())
+        .run()
+        .expect_status(0);
+    let bin = |t: &str| unpacked.path().join("usr/bin").join(t);
+    let desc = Cmd::new("file").arg("-b").arg(bin("amqp-tools")).run();
+    desc.expect_status(0);
+    let desc = desc.stdout_str();
+    assert!(
+        desc.contains(Arch::Aarch64.file_says()) && desc.contains("statically linked"),
+        "amqp-tools: {desc}"
+    );
+    let page = render_man(&unpacked.path().join("usr/share/man/man1/amqp-get.1.gz"));
+    page.expect_status(0);
+    assert!(page.stdout_str().contains("EXAMPLES"));
+    if Arch::Aarch64.runnable() {
+        for t in TOOLS {
+            let out = Cmd::new(bin(t)).arg("--version").run();
+            out.expect_status(0);
+            assert!(
+                out.stdout_str().starts_with(&format!("{t} ")),
+                "{}",
+                out.stdout_str()
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The release tarball.
 
 #[test]
 #[ignore = "builds static musl binaries (slow): AMQP_TEST_TARBALL=1 cargo test -p amqp-tools-tests --test packaging -- --ignored tarball"]
 fn release_tarball_installs_into_a_prefix_and_works() {
-    if std::env::var("AMQP_TEST_TARBALL").as_deref() != Ok("1") {
-        eprintln!("SKIPPED: set AMQP_TEST_TARBALL=1 to build and check the release tarball");
-        return;
+    if tarball_test_wanted() {
+        check_release_tarball(Arch::host());
     }
+}
+
+/// The aarch64 tarball, cross-compiled here, checked the same way with its binaries run under
+/// emulation.
+#[test]
+#[ignore = "builds static musl binaries (slow): AMQP_TEST_TARBALL=1 cargo test -p amqp-tools-tests --test packaging -- --ignored tarball"]
+fn release_tarball_for_aarch64_installs_into_a_prefix_and_works() {
+    if tarball_test_wanted() && Arch::Aarch64.runnable() {
+        check_release_tarball(Arch::Aarch64);
+    }
+}
+
+fn tarball_test_wanted() -> bool {
+    let wanted = std::env::var("AMQP_TEST_TARBALL").as_deref() == Ok("1");
+    if !wanted {
+        eprintln!("SKIPPED: set AMQP_TEST_TARBALL=1 to build and check the release tarball");
+    }
+    wanted
+}
+
+/// `scripts/release-tarball --arch ARCH`: named for its architecture, checked by its SHA-256
+/// file, installed into a prefix with tar alone, its static binaries working against the
+/// broker, and reproducible.
+fn check_release_tarball(arch: Arch) {
     let root = workspace_root();
     let out_dir = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
     // A fixed time, so the second build below is comparable even if a commit lands meanwhile.
     let epoch = "1700000000";
     let built = Cmd::new(root.join("scripts/release-tarball"))
+        .args(["--arch", arch.name()])
         .arg("--out")
         .arg(out_dir.path())
         .env("SOURCE_DATE_EPOCH", epoch)
@@ -624,7 +767,8 @@ fn release_tarball_installs_into_a_prefix_and_works() {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     assert!(
-        name.starts_with("amqp-tools-") && name.ends_with("-x86_64-linux-musl.tar.gz"),
+        name.starts_with("amqp-tools-")
+            && name.ends_with(&format!("-{}-linux-musl.tar.gz", arch.name())),
         "{name}"
     );
 
@@ -652,6 +796,7 @@ fn release_tarball_installs_into_a_prefix_and_works() {
             desc.contains("statically linked") || desc.contains("static-pie linked"),
             "amqp-tools: {desc}"
         );
+        assert!(desc.contains(arch.file_says()), "amqp-tools: {desc}");
     }
     for t in TOOLS {
         let bin = prefix.path().join("bin").join(t);
@@ -698,6 +843,7 @@ fn release_tarball_installs_into_a_prefix_and_works() {
     // Reproducible: a second build gives the same bytes.
     let again_dir = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
     let again = Cmd::new(root.join("scripts/release-tarball"))
+        .args(["--arch", arch.name()])
         .arg("--out")
         .arg(again_dir.path())
         .env("SOURCE_DATE_EPOCH", epoch)
