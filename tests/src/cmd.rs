@@ -374,3 +374,40 @@ impl Output {
         self
     }
 }
+
+/// Runs `bin` with its stdout a pipe whose reader is already gone (as in `tool | head -0`),
+/// and returns how it ended and what it wrote on stderr.
+pub fn run_into_closed_pipe(bin: &Path, args: &[&str]) -> (ExitStatus, String) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills two new descriptors that we own from here on.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    let mut child = Command::new(bin)
+        .args(args)
+        .env_remove("AMQP_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let reading = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return (status, reading.join().unwrap_or_default());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{} did not exit", bin.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

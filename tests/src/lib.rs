@@ -31,7 +31,7 @@ pub mod tls_node;
 
 pub use bins::{bin_dir, ours, reference, require_reference, sides, workspace_root, Side, TOOLS};
 pub use broker::{cancel_consumer, render_value, Broker, Msg, Props};
-pub use cmd::{Cmd, Output, Running};
+pub use cmd::{run_into_closed_pipe, Cmd, Output, Running};
 pub use ctl::{
     bindings, client_property, close_connections_from_port, connections, connections_in, consumers,
     queue_info, queue_info_in, rabbitmqctl, rabbitmqctl_text, temp_vhost, ConsumerInfo, QueueInfo,

@@ -1038,3 +1038,28 @@ fn connect_timeout_is_validated() {
         one_line(&out, &["--connect-timeout"]);
     }
 }
+
+#[test]
+fn help_into_a_closed_pipe_ends_by_sigpipe() {
+    // `tool --help | head -1`: the C tools die of SIGPIPE when the reader is gone; so do ours,
+    // quietly, for --help, --usage and --version alike.
+    use std::os::unix::process::ExitStatusExt;
+    for tool in TOOLS {
+        for flag in ["--help", "--usage", "--version"] {
+            let (status, stderr) = amqp_tools_tests::run_into_closed_pipe(&ours(tool), &[flag]);
+            assert_eq!(
+                status.signal(),
+                Some(libc::SIGPIPE),
+                "{tool} {flag}: {status:?}"
+            );
+            assert_eq!(stderr, "", "{tool} {flag}");
+            if flag == "--version" {
+                continue; // the C tools have no --version
+            }
+            if let Some(c) = require_reference(tool) {
+                let (status, _) = amqp_tools_tests::run_into_closed_pipe(&c, &[flag]);
+                assert_eq!(status.signal(), Some(libc::SIGPIPE), "C {tool} {flag}");
+            }
+        }
+    }
+}

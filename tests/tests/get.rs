@@ -4,9 +4,7 @@
 
 use amqp_tools_tests::amiquip::AmqpProperties;
 use amqp_tools_tests::{ours, require_reference, sides, unique, Broker, Cmd, Output, Proxy, Side};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const GET: &str = "amqp-get";
@@ -202,35 +200,6 @@ fn only_one_message_is_taken() {
     }
 }
 
-/// Runs `bin args` with stdout a pipe whose reader is already gone; returns the raw status.
-fn run_into_closed_pipe(bin: &Path, args: &[&str]) -> std::process::ExitStatus {
-    let mut fds = [0; 2];
-    // SAFETY: pipe() fills two new descriptors that we own from here on.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // SAFETY: both descriptors were just created and are owned by nothing else.
-    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    drop(reader);
-    let mut child = Command::new(bin)
-        .args(args)
-        .env_remove("AMQP_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            return st;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{} did not exit", bin.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn closed_stdout_ends_by_sigpipe() {
     // compatibility.md C-GET-7, C-FIX-14: both die of SIGPIPE (status 141). The C tool took
@@ -242,7 +211,7 @@ fn closed_stdout_ends_by_sigpipe() {
     for Side { name: side, bin } in sides(GET) {
         let q = broker.temp_queue(&format!("get-pipe-{side}"));
         broker.publish(&q, b"precious");
-        let st = run_into_closed_pipe(&bin, &["-q", &q, "-u", &url]);
+        let (st, _) = amqp_tools_tests::run_into_closed_pipe(&bin, &["-q", &q, "-u", &url]);
         assert_eq!(st.signal(), Some(libc::SIGPIPE), "{side}: {st:?}");
         if side == "ours" {
             // The broker requeues the unacked message when it sees the connection go, which

@@ -79,7 +79,7 @@ pub fn parse_from<T: CommandFactory + FromArgMatches>(
             use clap::error::ErrorKind::*;
             return match e.kind() {
                 DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand => {
-                    print!("{}", e.render());
+                    print_text(&e.render().to_string());
                     Err(Error::Status(0))
                 }
                 _ if usage_came_first(&argv, &e) => {
@@ -102,10 +102,24 @@ pub fn parse_from<T: CommandFactory + FromArgMatches>(
 
 /// Every option, in brackets, as popt's --usage lists the C tool's (see `usage`).
 fn print_usage(cmd: &clap::Command, tool: &str) {
-    println!(
-        "{}",
-        usage::render(cmd, tool, program_name(), usage::line_width())
-    );
+    let text = usage::render(cmd, tool, program_name(), usage::line_width());
+    print_text(&format!("{text}\n"));
+}
+
+/// Help, usage and version text. A reader that goes away (`--help | head -1`) ends the tool by
+/// SIGPIPE, as it ends the C tools, rather than as a failure of the tool.
+pub fn print_text(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            restore_sigpipe();
+            // SAFETY: raise has no preconditions; with the default action it ends the process.
+            unsafe {
+                libc::raise(libc::SIGPIPE);
+            }
+        }
+    }
 }
 
 /// popt acts on `--usage` as soon as it reaches it, so an error later on the line does not

@@ -46,7 +46,7 @@ fn main() {
         names.join(", ")
     );
     match argv.get(1).and_then(|a| a.to_str()) {
-        Some("--help" | "-h" | "-?") => println!("{usage}"),
+        Some("--help" | "-h" | "-?") => amqp_common::cli::print_text(&format!("{usage}\n")),
         Some(other) => {
             eprintln!("amqp-tools: unknown tool '{other}'\n{usage}");
             std::process::exit(amqp_common::error::FAILURE)
