@@ -516,6 +516,7 @@ fn deb_replaces_the_c_tools_and_runs_the_tutorial() {
     let out_dir = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
     let deb = build_deb(&[], out_dir.path());
     assert_control_fields(&deb, &REPLACES_THE_C_TOOLS);
+    assert_static_layout(&deb);
 
     let install = root_sh(&format!("apt-get install -y '{}'", deb.display()));
     install.expect_status(0);
@@ -618,30 +619,11 @@ fn deb_replaces_the_c_tools_and_runs_the_tutorial() {
     }
 }
 
-/// The arm64 package, cross-built here and inspected with dpkg-deb, never installed: its
-/// control fields, the static aarch64 binary under the five names with the docs where the amd64
-/// package has them, and the unpacked tools run under emulation.
-#[test]
-fn arm64_deb_holds_the_static_tools_and_their_docs() {
-    if Arch::host() == Arch::Aarch64 {
-        skip("this machine is arm64: its package is the native one (the deb test)");
-        return;
-    }
-    let out_dir = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
-    let deb = build_deb(&["--arch", "aarch64"], out_dir.path());
-    let name = deb.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(
-        name.starts_with("amqp-tools-rs_") && name.ends_with("_arm64.deb"),
-        "{name}"
-    );
-    assert_control_fields(&deb, &REPLACES_THE_C_TOOLS);
-    assert_control_fields(&deb, &["Architecture: arm64"]);
+/// A package of the static build: no dependency (no library of the target machine is needed),
+/// the one binary `amqp-tools` with the five tool names as links to it, and every doc file.
+fn assert_static_layout(deb: &Path) {
     // Static: no library of the target machine is needed.
-    let depends = Cmd::new("dpkg-deb")
-        .arg("-f")
-        .arg(&deb)
-        .arg("Depends")
-        .run();
+    let depends = Cmd::new("dpkg-deb").arg("-f").arg(deb).arg("Depends").run();
     depends.expect_status(0);
     assert_eq!(
         depends.stdout_str().trim(),
@@ -650,7 +632,7 @@ fn arm64_deb_holds_the_static_tools_and_their_docs() {
     );
 
     // `dpkg-deb -c` lines: mode, owner, size, date, time, ./path[ -> target].
-    let listing = Cmd::new("dpkg-deb").arg("-c").arg(&deb).run();
+    let listing = Cmd::new("dpkg-deb").arg("-c").arg(deb).run();
     listing.expect_status(0);
     let listing = listing.stdout_str();
     let entries: BTreeMap<String, (String, Option<String>)> = listing
@@ -683,6 +665,27 @@ fn arm64_deb_holds_the_static_tools_and_their_docs() {
         Some("-rwxr-xr-x"),
         "{listing}"
     );
+}
+
+/// The arm64 package, cross-built here and inspected with dpkg-deb, never installed: its
+/// control fields, the static aarch64 binary under the five names with the docs where the amd64
+/// package has them, and the unpacked tools run under emulation.
+#[test]
+fn arm64_deb_holds_the_static_tools_and_their_docs() {
+    if Arch::host() == Arch::Aarch64 {
+        skip("this machine is arm64: its package is the native one (the deb test)");
+        return;
+    }
+    let out_dir = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
+    let deb = build_deb(&["--arch", "aarch64"], out_dir.path());
+    let name = deb.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("amqp-tools-rs_") && name.ends_with("_arm64.deb"),
+        "{name}"
+    );
+    assert_control_fields(&deb, &REPLACES_THE_C_TOOLS);
+    assert_control_fields(&deb, &["Architecture: arm64"]);
+    assert_static_layout(&deb);
 
     let unpacked = amqp_tools_tests::tempfile::tempdir().expect("temp dir");
     Cmd::new("dpkg-deb")
