@@ -10,9 +10,8 @@ pub use args::{parse_header, Args, Plan, Source};
 pub use lines::{each_line, Input, MAX_LINE_PIECE};
 
 use amqp_common::{ConnectionArgs, Error, ParseOptions, Result, Session};
-use crossbeam_channel::Receiver;
 use lines::STDIN_BUFFER;
-use publisher::{unroutable, Publisher, Stop};
+use publisher::{Publisher, Stop};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -75,11 +74,10 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
         .feed(&mut publisher)
         .and_then(|()| publisher.wait_for_all());
     let (published, confirmed) = (publisher.published, publisher.confirmed);
-    let returns = publisher.returns.take();
-    let confirming = publisher.confirms.is_some();
+    let confirming = publisher.confirming;
     drop(publisher);
     match outcome {
-        Ok(()) => close_after_all(session, plan, returns.as_ref(), confirming),
+        Ok(()) => close_after_all(session, plan, confirming),
         Err(Stop::Failed(e)) => {
             session.abandon();
             Err(e)
@@ -97,26 +95,17 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
     }
 }
 
-/// Ends a session on which every message was published (and confirmed, when `confirming`).
-fn close_after_all(
-    session: Session,
-    plan: &Plan,
-    returns: Option<&Receiver<amiquip::Return>>,
-    confirming: bool,
-) -> Result<()> {
-    // With confirms every publish has had its answer (a return comes before its confirm), so
-    // the channel needs no close of its own. Without, closing the channel is the round trip
-    // after which any basic.return or channel error (404 no exchange) has arrived.
+/// Ends a session on which every message was published (and confirmed, when `confirming`);
+/// every return has been looked at by then (it comes before a confirm, and before the answer
+/// `Publisher::wait_for_all` waits for without confirms).
+fn close_after_all(session: Session, plan: &Plan, confirming: bool) -> Result<()> {
+    // With confirms every publish has had its answer, so the channel needs no close of its own.
     let closed = if confirming {
         session.close_connection()
     } else {
         session.close()
     };
-    closed.map_err(|e| after_close(plan, e))?;
-    if let Some(Ok(ret)) = returns.map(Receiver::try_recv) {
-        return Err(unroutable(&ret));
-    }
-    Ok(())
+    closed.map_err(|e| after_close(plan, e))
 }
 
 /// The channel went away while publishing: the broker closed it (its reason is waiting there)

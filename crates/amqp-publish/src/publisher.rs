@@ -1,26 +1,22 @@
 //! The publisher on channel 1: publishes, keeps a bounded window of messages waiting for
 //! their confirm, and counts what the broker has confirmed.
 //!
-//! amiquip sets the channel up (confirm mode, the confirm and return listeners) and delivers
-//! the broker's confirms and returns; the messages themselves are encoded once
-//! (`PublishFrames`) and written in batches straight onto the connection through the wire
-//! (`WireControl::send`), between amiquip's own frames. Per message that costs a copy and a
-//! few bytes of framing, where amiquip would allocate and encode every frame anew and hand each
-//! message to its I/O thread (three thread hand-offs and ~10,000 instructions a message).
+//! The messages are encoded once (`PublishFrames`) and written in batches straight onto the
+//! connection through the wire (`WireControl::send`), between amiquip's own frames; the
+//! broker's confirms and returns are read there too (`WireControl::track_publishes`). Per
+//! message that costs a copy and a few bytes of framing, where amiquip would allocate and
+//! encode every frame anew, hand each message to its I/O thread and each ack back (three
+//! thread hand-offs and ~10,000 instructions a message). amiquip opened the channel and still
+//! owns it: a channel.close from the broker reaches it, and its reason is found there.
 
 use crate::args::Plan;
-use amiquip::{Channel, Confirm, ConfirmSmoother};
-use amqp_common::wire::frames::PublishFrames;
-use amqp_common::wire::WireControl;
+use amiquip::Channel;
+use amqp_common::wire::frames::{confirm_select, PublishFrames};
+use amqp_common::wire::{Returned, WireControl};
 use amqp_common::{Error, Result};
-use crossbeam_channel::{Receiver, TryRecvError};
-use std::time::Duration;
 
 /// The channel amqp-common's session opens, where the tool works.
 const CHANNEL: u16 = 1;
-
-/// confirm.select
-const CONFIRM_SELECT: (u16, u16) = (85, 10);
 
 /// Messages are written once this many bytes are waiting (and whenever stdin has nothing
 /// more at once, or the tool is about to wait for a confirm).
@@ -34,14 +30,6 @@ const CONFIRM_WINDOW: u64 = 8_192;
 /// Once the window is full, publishing resumes when this many are still unconfirmed.
 const RESUME_AT: u64 = CONFIRM_WINDOW * 3 / 4;
 
-/// Below this many unconfirmed messages, each confirm is waited for as it comes.
-const FEW: u64 = 64;
-
-/// How long to let confirms gather while many are due. Waiting for each one instead would wake
-/// this thread for every ack the broker sends (amiquip hands them over one by one): at the
-/// broker's full speed that is a wake-up, with its system calls, every few messages.
-const GATHER: Duration = Duration::from_micros(200);
-
 /// Publishes on channel 1 and keeps count of what the broker has confirmed.
 pub(crate) struct Publisher<'a> {
     channel: &'a Channel,
@@ -50,9 +38,8 @@ pub(crate) struct Publisher<'a> {
     /// Encoded messages not yet written.
     batch: Vec<u8>,
     plan: &'a Plan,
-    pub(crate) confirms: Option<Receiver<Confirm>>,
-    pub(crate) returns: Option<Receiver<amiquip::Return>>,
-    smoother: ConfirmSmoother,
+    /// The channel is in confirm mode.
+    pub(crate) confirming: bool,
     pub(crate) published: u64,
     pub(crate) confirmed: u64,
 }
@@ -71,7 +58,6 @@ impl<'a> Publisher<'a> {
         wire: &'a WireControl,
         plan: &'a Plan,
     ) -> Result<Publisher<'a>> {
-        let setup = |e| Error::amqp("cannot set up the channel for publishing", e);
         let frames = PublishFrames::new(
             CHANNEL,
             &plan.exchange,
@@ -81,52 +67,35 @@ impl<'a> Publisher<'a> {
             wire.frame_max(),
         )
         .map_err(Error::config)?;
-        // Listeners first, so no confirm or return can arrive before we listen.
-        let returns = if plan.mandatory {
-            Some(channel.listen_for_returns().map_err(setup)?)
-        } else {
-            None
-        };
-        let confirms = if plan.confirm {
-            let rx = channel.listen_for_publisher_confirms().map_err(setup)?;
-            // No round trip for confirm.select-ok: the broker handles the channel's frames in
-            // order, so every publish after it is confirmed, and a refusal closes the channel,
-            // which the publishes then notice.
-            channel.enable_publisher_confirms_nowait().map_err(setup)?;
-            // amiquip's I/O thread writes the select; our publishes go straight to the
-            // socket, so they wait until it is out (the listeners were set before it).
-            wire.wait_sent(CHANNEL, CONFIRM_SELECT)
+        let mut batch = Vec::with_capacity(BATCH_BYTES + 1024);
+        if plan.confirm || plan.mandatory {
+            wire.track_publishes()
                 .map_err(|_| channel_lost("cannot set up the channel for publishing"))?;
-            Some(rx)
-        } else {
-            if plan.mandatory {
-                // The return listener is set by amiquip's I/O thread; a round trip makes sure
-                // it is in place before a return can come.
-                channel.qos(0, 0, false).map_err(setup)?;
-            }
-            None
-        };
+        }
+        if plan.confirm {
+            // With the first publishes, without waiting for an answer: the broker handles the
+            // channel's frames in order, so every publish after it is confirmed, and a refusal
+            // closes the channel, which the publishes then notice.
+            batch.extend_from_slice(&confirm_select(CHANNEL));
+        }
         Ok(Publisher {
             channel,
             wire,
             frames,
-            batch: Vec::with_capacity(BATCH_BYTES + 1024),
+            batch,
             plan,
-            confirms,
-            returns,
-            smoother: ConfirmSmoother::new(),
+            confirming: plan.confirm,
             published: 0,
             confirmed: 0,
         })
     }
 
     pub(crate) fn publish(&mut self, body: &[u8]) -> std::result::Result<(), Stop> {
-        if self.confirms.is_some() {
-            // Keep a bounded number in flight: wait for confirms once the window is full.
-            if self.published - self.confirmed >= CONFIRM_WINDOW {
-                self.flush()?;
-                self.wait_until_unconfirmed(RESUME_AT)?;
-            }
+        // Keep a bounded number in flight: once the window is full, wait until a quarter of
+        // it is confirmed (one wake-up, not one per ack).
+        if self.confirming && self.published - self.confirmed >= CONFIRM_WINDOW {
+            self.flush()?;
+            self.wait_until_confirmed(self.published - RESUME_AT)?;
         }
         self.frames.push(body, &mut self.batch);
         self.published += 1;
@@ -154,90 +123,61 @@ impl<'a> Publisher<'a> {
         Error::amqp(format!("cannot publish to {}", self.plan.destination()), e)
     }
 
-    /// Handles the confirms that have already arrived, without waiting.
+    /// Takes in what the broker has said so far, without waiting: the count confirmed, and a
+    /// refused or returned message as the failure it is.
     pub(crate) fn take_ready_confirms(&mut self) -> std::result::Result<(), Stop> {
-        loop {
-            let Some(rx) = &self.confirms else {
-                return Ok(());
-            };
-            match rx.try_recv() {
-                Ok(confirm) => self.settle(confirm)?,
-                Err(TryRecvError::Empty) => return Ok(()),
-                Err(TryRecvError::Disconnected) => return Err(Stop::ChannelGone),
-            }
-        }
-    }
-
-    /// Waits until at most `left` messages are unconfirmed.
-    fn wait_until_unconfirmed(&mut self, left: u64) -> std::result::Result<(), Stop> {
-        loop {
-            self.take_ready_confirms()?;
-            let unconfirmed = self.published - self.confirmed;
-            if unconfirmed <= left {
-                return Ok(());
-            }
-            if unconfirmed > FEW {
-                std::thread::sleep(GATHER);
-            } else {
-                self.wait_for_confirm()?;
-            }
-        }
-    }
-
-    fn wait_for_confirm(&mut self) -> std::result::Result<(), Stop> {
-        let Some(rx) = &self.confirms else {
+        if !self.confirming && !self.plan.mandatory {
             return Ok(());
-        };
-        match rx.recv() {
-            Ok(confirm) => self.settle(confirm),
-            Err(_) => Err(Stop::ChannelGone),
+        }
+        let (confirmed, nacked) = self.wire.confirmed();
+        if self.confirming {
+            self.confirmed = confirmed;
+        }
+        self.check(nacked)
+    }
+
+    fn check(&self, nacked: Option<u64>) -> std::result::Result<(), Stop> {
+        if let Some(tag) = nacked {
+            return Err(Stop::Failed(Error::Connection {
+                context: format!("cannot publish to {}", self.plan.destination()),
+                reason: format!(
+                    "the broker refused message {tag} (basic.nack; for example a full queue \
+                     with x-overflow=reject-publish)"
+                ),
+            }));
+        }
+        // A basic.return comes before the confirm of its message.
+        match self.wire.returned() {
+            Some(ret) => Err(Stop::Failed(unroutable(&ret))),
+            None => Ok(()),
         }
     }
 
-    fn settle(&mut self, confirm: Confirm) -> std::result::Result<(), Stop> {
-        for one in self.smoother.process(confirm) {
-            match one {
-                Confirm::Ack(_) => self.confirmed += 1,
-                Confirm::Nack(p) => {
-                    return Err(Stop::Failed(Error::Connection {
-                        context: format!("cannot publish to {}", self.plan.destination()),
-                        reason: format!(
-                            "the broker refused message {} (basic.nack; for example a full \
-                             queue with x-overflow=reject-publish)",
-                            p.delivery_tag
-                        ),
-                    }))
-                }
-            }
-        }
-        // A basic.return comes before the confirm of its message, so it is visible now.
-        self.check_returns()
-    }
-
-    fn check_returns(&self) -> std::result::Result<(), Stop> {
-        match self.returns.as_ref().map(Receiver::try_recv) {
-            Some(Ok(ret)) => Err(Stop::Failed(unroutable(&ret))),
-            _ => Ok(()),
-        }
+    /// Waits until the first `count` messages are confirmed.
+    fn wait_until_confirmed(&mut self, count: u64) -> std::result::Result<(), Stop> {
+        self.wire
+            .wait_confirmed(count)
+            .map_err(|_| Stop::ChannelGone)?;
+        self.take_ready_confirms()
     }
 
     pub(crate) fn wait_for_all(&mut self) -> std::result::Result<(), Stop> {
         self.flush()?;
-        if self.confirms.is_none() {
+        if !self.confirming {
             // The broker answers a synchronous method only after every publish before it on
             // the channel, so this waits (as long as it takes) until the broker has them all
-            // and surfaces a channel error (e.g. 404 no exchange). The bounded close that
-            // follows then has nothing left to flush.
-            return self.channel.qos(0, 0, false).map_err(|e| match e {
+            // and surfaces a channel error (e.g. 404 no exchange) or a return (read before the
+            // answer reaches amiquip). The bounded close that follows has nothing left to flush.
+            self.channel.qos(0, 0, false).map_err(|e| match e {
                 amiquip::Error::ServerClosedChannel { .. }
                 | amiquip::Error::ServerClosedConnection { .. } => {
                     Stop::Failed(self.broker_error(e))
                 }
                 _ => Stop::ChannelGone,
-            });
+            })?;
+            return self.take_ready_confirms();
         }
-        self.wait_until_unconfirmed(0)?;
-        self.check_returns()
+        self.wait_until_confirmed(self.published)
     }
 }
 
@@ -248,7 +188,7 @@ fn channel_lost(context: &str) -> Error {
     }
 }
 
-pub(crate) fn unroutable(ret: &amiquip::Return) -> Error {
+pub(crate) fn unroutable(ret: &Returned) -> Error {
     let exchange = if ret.exchange.is_empty() {
         "the default exchange".to_string()
     } else {
@@ -259,7 +199,7 @@ pub(crate) fn unroutable(ret: &amiquip::Return) -> Error {
             "message not routed to any queue (--mandatory): {exchange}, routing key '{}'",
             ret.routing_key
         ),
-        code: ret.reply_code,
-        text: ret.reply_text.clone(),
+        code: ret.code,
+        text: ret.text.clone(),
     }
 }

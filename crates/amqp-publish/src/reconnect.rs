@@ -86,8 +86,8 @@ pub(crate) fn publish(addresses: &Addresses, plan: &Plan, limit: Duration) -> Re
     let mut outage: Option<Instant> = None;
     loop {
         let lost = match publish_on(&session, plan, &mut messages, &mut unconfirmed) {
-            Ok(Done::All(returns)) => {
-                return close_after_all(session, plan, returns.as_ref(), true);
+            Ok(Done::All) => {
+                return close_after_all(session, plan, true);
             }
             Ok(Done::Started(Stop::Failed(e))) => {
                 session.abandon();
@@ -133,8 +133,8 @@ pub(crate) fn publish(addresses: &Addresses, plan: &Plan, limit: Duration) -> Re
 
 /// How publishing on one connection ended.
 enum Done {
-    /// Every message published and confirmed; the returns of --mandatory to check.
-    All(Option<crossbeam_channel::Receiver<amiquip::Return>>),
+    /// Every message published and confirmed (and none returned, with --mandatory).
+    All,
     /// Publishing had started and stopped.
     Started(Stop),
 }
@@ -162,7 +162,7 @@ fn publish_on(
             sink.after(all)
         });
     Ok(match outcome {
-        Ok(()) => Done::All(publisher.returns.take()),
+        Ok(()) => Done::All,
         Err(stop) => Done::Started(stop),
     })
 }

@@ -26,6 +26,9 @@ pub const CHANNEL_OPEN: (u16, u16) = (20, 10);
 pub const CHANNEL_OPEN_OK: (u16, u16) = (20, 11);
 pub const CHANNEL_CLOSE: (u16, u16) = (20, 40);
 pub const CHANNEL_CLOSE_OK: (u16, u16) = (20, 41);
+pub const BASIC_RETURN: (u16, u16) = (60, 50);
+pub const BASIC_ACK: (u16, u16) = (60, 80);
+pub const BASIC_NACK: (u16, u16) = (60, 120);
 const BASIC: u16 = 60;
 const BASIC_PUBLISH: u16 = 40;
 
@@ -56,6 +59,14 @@ pub fn channel_open(channel: u16) -> Vec<u8> {
     let mut out = Vec::with_capacity(13);
     // class, method, and the reserved out-of-band short string (empty)
     push_frame(&mut out, FRAME_METHOD, channel, &[0, 20, 0, 10, 0]);
+    out
+}
+
+/// confirm.select for `channel`, without an answer (nowait): the broker confirms every
+/// publish on the channel after it, and closes the channel if it refuses.
+pub fn confirm_select(channel: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(13);
+    push_frame(&mut out, FRAME_METHOD, channel, &[0, 85, 0, 10, 1]);
     out
 }
 
@@ -468,6 +479,17 @@ mod tests {
             other => panic!("not a start-ok: {other:?}"),
         }
         assert!(rewrite_start_ok(&channel_open(1), "x").is_none());
+    }
+
+    #[test]
+    fn confirm_select_reads_back() {
+        use amq_protocol::protocol::confirm::AMQPMethod as ConfirmMethod;
+        match frames(&confirm_select(1)).remove(0) {
+            AMQPFrame::Method(1, AMQPClass::Confirm(ConfirmMethod::Select(s))) => {
+                assert!(s.nowait)
+            }
+            other => panic!("not a confirm.select: {other:?}"),
+        }
     }
 
     #[test]

@@ -17,9 +17,13 @@
 //! - lets a publisher write its own frames between two of amiquip's frames (`WireControl::send`),
 //!   which is how amqp-publish publishes.
 
+mod confirms;
 pub mod frames;
 pub mod scan;
 mod timer;
+
+use confirms::Confirms;
+pub use confirms::Returned;
 
 use frames::{
     CHANNEL_CLOSE, CHANNEL_OPEN, CHANNEL_OPEN_OK, CONNECTION_CLOSE, CONNECTION_CLOSE_OK,
@@ -152,9 +156,6 @@ pub struct WireOptions {
 /// The channel whose frames a publisher writes (see `WireControl::send`).
 const PUBLISH_CHANNEL: u16 = 1;
 
-/// How many of amiquip's last methods `wait_sent` can see.
-const SENT_KEPT: usize = 16;
-
 /// The early channel.open, from connection.open until amiquip asks for the channel.
 #[derive(Debug, PartialEq, Eq)]
 enum EarlyOpen {
@@ -174,8 +175,6 @@ struct State {
     header_left: usize,
     /// amiquip's outbound frames.
     outbound: FrameScanner,
-    /// The method frames amiquip wrote last (channel, class and method), for `wait_sent`.
-    sent: Vec<(u16, (u16, u16))>,
     /// Frames of ours that must be written before amiquip's next bytes.
     pending: Vec<u8>,
     pending_at: usize,
@@ -201,6 +200,11 @@ struct State {
     /// The broker is closing the publish channel or the connection: nothing more of ours may
     /// be sent on it.
     stopped: bool,
+    /// The confirms and returns of the publish channel, once a publisher asked for them
+    /// (inbound frames are then looked at whole for good).
+    confirms: Option<Confirms>,
+    /// A publisher waiting in `wait_confirmed` must look again.
+    wake_publisher: bool,
     /// Our connection.close is sent: from then on only `WireControl::close` reads.
     closing: bool,
     /// The broker has answered a connection.close (see `WireControl::close`).
@@ -213,8 +217,9 @@ struct Shared {
     fd: RawFd,
     timer: Timer,
     state: Mutex<State>,
-    /// Signalled when amiquip's outbound stream reaches a frame boundary.
-    boundary: Condvar,
+    /// Signalled when amiquip's outbound stream reaches a frame boundary, and when what a
+    /// publisher waits for has come (see `Confirms`).
+    changed: Condvar,
 }
 
 impl Shared {
@@ -256,7 +261,6 @@ impl Wire {
             transport,
             header_left: PROTOCOL_HEADER.len(),
             outbound: FrameScanner::new(u32::MAX),
-            sent: Vec::new(),
             pending: Vec::new(),
             pending_at: 0,
             connection_name: Some(options.connection_name),
@@ -273,6 +277,8 @@ impl Wire {
             deadline: None,
             timed_out: false,
             stopped: false,
+            confirms: None,
+            wake_publisher: false,
             closing: false,
             close_ok: false,
             dead: false,
@@ -281,7 +287,7 @@ impl Wire {
             fd,
             timer: Timer::new()?,
             state: Mutex::new(state),
-            boundary: Condvar::new(),
+            changed: Condvar::new(),
         });
         let control = WireControl {
             shared: Arc::clone(&shared),
@@ -332,6 +338,17 @@ impl State {
             if start.method == Some(CONNECTION_CLOSE) {
                 self.close_reason = frames::close_reason(frame);
             }
+            if let Some(confirms) = self
+                .confirms
+                .as_mut()
+                .filter(|_| start.channel == PUBLISH_CHANNEL)
+            {
+                if let Some(wake) = confirms.take(start.kind, start.method, frame) {
+                    self.wake_publisher |= wake;
+                    at += len;
+                    continue;
+                }
+            }
             match &mut self.early_open {
                 EarlyOpen::Sent { channel, held }
                     if start.method == Some(CHANNEL_OPEN_OK) && start.channel == *channel =>
@@ -349,7 +366,10 @@ impl State {
             at += len;
         }
         self.staged.drain(..at);
-        if self.early_open == EarlyOpen::Off && self.connection_name.is_none() {
+        if self.early_open == EarlyOpen::Off
+            && self.connection_name.is_none()
+            && self.confirms.is_none()
+        {
             self.inbound_passes();
         }
     }
@@ -506,19 +526,10 @@ impl State {
             }
         }
         let n = self.transport.write(buf)?;
-        // amiquip's frames are well formed; the scanner follows their boundaries and notes
-        // its methods.
-        let sent = &mut self.sent;
-        let _ = self.outbound.feed(&buf[..n], |start| {
-            if let Some(method) = start.method {
-                if sent.len() == SENT_KEPT {
-                    sent.remove(0);
-                }
-                sent.push((start.channel, method));
-            }
-        });
+        // amiquip's frames are well formed; the scanner only follows their boundaries.
+        let _ = self.outbound.feed(&buf[..n], |_| {});
         if self.outbound.at_boundary() {
-            shared.boundary.notify_all();
+            shared.changed.notify_all();
         }
         Ok(n)
     }
@@ -538,7 +549,12 @@ impl Read for Wire {
             // see bytes taken here).
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        state.read(buf)
+        let result = state.read(buf);
+        if std::mem::take(&mut state.wake_publisher) || (state.stopped && state.confirms.is_some())
+        {
+            shared.changed.notify_all();
+        }
+        result
     }
 }
 
@@ -598,7 +614,7 @@ impl Drop for Wire {
             .socket()
             .tcp()
             .shutdown(std::net::Shutdown::Both);
-        self.shared.boundary.notify_all();
+        self.shared.changed.notify_all();
     }
 }
 
@@ -651,28 +667,6 @@ impl WireControl {
         self.shared.lock().frame_max
     }
 
-    /// Waits until amiquip has written the method `method` on `channel` completely. A method
-    /// amiquip sends without waiting for an answer (confirm.select with nowait) is only
-    /// queued for its I/O thread when the call returns; frames of ours that must come after it
-    /// on the wire wait for this first.
-    pub fn wait_sent(&self, channel: u16, method: (u16, u16)) -> Result<(), Gone> {
-        let shared = &*self.shared;
-        let mut state = shared.lock();
-        loop {
-            if state.dead || state.stopped {
-                return Err(Gone);
-            }
-            if state.outbound.at_boundary() && state.sent.contains(&(channel, method)) {
-                return Ok(());
-            }
-            state = shared
-                .boundary
-                .wait_timeout(state, Duration::from_millis(100))
-                .map(|(s, _)| s)
-                .unwrap_or_else(|p| p.into_inner().0);
-        }
-    }
-
     /// Closes the connection: writes `frames` (a connection.close), then reads until the
     /// broker's connection.close-ok, here rather than on amiquip's thread (whose reads find
     /// nothing from then on), so that nothing waits for a thread to be woken.
@@ -708,6 +702,69 @@ impl WireControl {
         }
     }
 
+    /// From now on the broker's confirms and returns on the publish channel are read here
+    /// (`wait_confirmed`, `returned`), not by amiquip. The switch waits for a frame boundary
+    /// of the inbound stream (in practice there is one at once: nothing comes unasked).
+    pub fn track_publishes(&self) -> Result<(), Gone> {
+        let shared = &*self.shared;
+        loop {
+            let mut state = shared.lock();
+            if state.dead || state.stopped {
+                return Err(Gone);
+            }
+            if state.inbound_whole || state.inbound.at_boundary() {
+                state.inbound_whole = true;
+                state.confirms.get_or_insert_with(Confirms::default);
+                return Ok(());
+            }
+            drop(state);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits until the broker has confirmed the first `count` messages published on the
+    /// channel, or refused or returned one, or the channel or connection has gone (Gone).
+    /// Returns how many are confirmed.
+    pub fn wait_confirmed(&self, count: u64) -> Result<u64, Gone> {
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        loop {
+            let Some(confirms) = state.confirms.as_mut() else {
+                return Ok(count);
+            };
+            if confirms.confirmed >= count
+                || confirms.nacked.is_some()
+                || confirms.returned.is_some()
+            {
+                return Ok(confirms.confirmed);
+            }
+            confirms.want = count;
+            if state.dead || state.stopped {
+                return Err(Gone);
+            }
+            state = shared
+                .changed
+                .wait_timeout(state, Duration::from_millis(100))
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// How many messages the broker has confirmed, and the first it refused (basic.nack).
+    pub fn confirmed(&self) -> (u64, Option<u64>) {
+        let state = self.shared.lock();
+        state
+            .confirms
+            .as_ref()
+            .map_or((0, None), |c| (c.confirmed, c.nacked))
+    }
+
+    /// The first message the broker returned (basic.return, for `mandatory`).
+    pub fn returned(&self) -> Option<Returned> {
+        let state = self.shared.lock();
+        state.confirms.as_ref().and_then(|c| c.returned.clone())
+    }
+
     /// Writes complete frames of ours on the connection, between two of amiquip's frames, and
     /// returns once the socket has taken all of them (waiting while it is full: that is the
     /// broker's back-pressure).
@@ -724,7 +781,7 @@ impl WireControl {
                 break;
             }
             state = shared
-                .boundary
+                .changed
                 .wait_timeout(state, Duration::from_millis(100))
                 .map(|(s, _)| s)
                 .unwrap_or_else(|p| p.into_inner().0);

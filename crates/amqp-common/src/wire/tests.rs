@@ -96,9 +96,14 @@ fn write_all(wire: &mut Wire, mut buf: &[u8]) {
 
 /// What amiquip's reader gets within a moment (until the socket would block).
 fn read_some(wire: &mut Wire) -> Vec<u8> {
+    read_within(wire, Duration::from_secs(5))
+}
+
+/// What amiquip's reader gets, waiting at most `limit` for a first byte.
+fn read_within(wire: &mut Wire, limit: Duration) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + limit;
     loop {
         match wire.read(&mut buf) {
             Ok(0) => return out,
@@ -296,23 +301,59 @@ fn a_dropped_wire_refuses_frames() {
     let (wire, control, _broker) = connected();
     drop(wire);
     assert_eq!(control.send(b"x"), Err(Gone));
-    assert_eq!(control.wait_sent(1, (85, 10)), Err(Gone));
+    assert_eq!(control.track_publishes(), Err(Gone));
 }
 
 #[test]
-fn wait_sent_sees_amiquips_method() {
-    let (mut wire, control, mut broker) = connected();
-    handshake(&mut wire, &mut broker);
+fn confirms_and_returns_are_read_here_not_by_amiquip() {
+    let (mut wire, control, mut broker) = open_session();
+    control.track_publishes().unwrap();
     let waiter = {
         let control = control.clone();
-        thread::spawn(move || control.wait_sent(1, (85, 10)))
+        thread::spawn(move || control.wait_confirmed(3))
     };
+    let ack = |tag: u64, multiple: bool| {
+        let mut args = tag.to_be_bytes().to_vec();
+        args.push(u8::from(multiple));
+        method_frame(1, 60, 80, &args)
+    };
+    // Two acks, then something for amiquip, then the third ack.
+    let mut inbound = ack(1, false);
+    inbound.extend_from_slice(&ack(2, false));
+    let for_amiquip = method_frame(1, 20, 20, &[1]); // channel.flow
+    inbound.extend_from_slice(&for_amiquip);
+    broker.write_all(&inbound).unwrap();
+    assert_eq!(read_some(&mut wire), for_amiquip, "acks are not amiquip's");
     thread::sleep(Duration::from_millis(20));
-    assert!(!waiter.is_finished());
-    // Still in the handshake's frame-by-frame mode: amiquip asks for channel 1 first.
-    write_all(&mut wire, &channel_open(1));
-    write_all(&mut wire, &method_frame(1, 85, 10, &[1]));
-    assert_eq!(waiter.join().unwrap(), Ok(()));
+    assert!(!waiter.is_finished(), "woken before the third confirm");
+    broker.write_all(&ack(3, false)).unwrap();
+    assert!(read_within(&mut wire, Duration::from_millis(200)).is_empty());
+    assert_eq!(waiter.join().unwrap(), Ok(3));
+    assert_eq!(control.confirmed(), (3, None));
+
+    // A return, with its content, is kept from amiquip too.
+    let mut ret = 312u16.to_be_bytes().to_vec();
+    for s in ["NO_ROUTE", "", "q"] {
+        ret.push(s.len() as u8);
+        ret.extend_from_slice(s.as_bytes());
+    }
+    let mut inbound = method_frame(1, 60, 50, &ret);
+    let mut header = vec![1, 0, 1];
+    let mut payload = vec![0, 60, 0, 0];
+    payload.extend_from_slice(&1u64.to_be_bytes());
+    payload.extend_from_slice(&[0, 0]);
+    header.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    header[0] = 2;
+    header.extend_from_slice(&payload);
+    header.push(0xCE);
+    inbound.extend_from_slice(&header);
+    inbound.extend_from_slice(&[3, 0, 1, 0, 0, 0, 1, b'x', 0xCE]);
+    inbound.extend_from_slice(&ack(4, false));
+    broker.write_all(&inbound).unwrap();
+    assert!(read_within(&mut wire, Duration::from_millis(200)).is_empty());
+    assert_eq!(control.wait_confirmed(4), Ok(4));
+    let returned = control.returned().expect("the return was read");
+    assert_eq!((returned.code, returned.routing_key.as_str()), (312, "q"));
 }
 
 #[test]
