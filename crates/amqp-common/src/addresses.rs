@@ -3,7 +3,7 @@
 //! and the first that completes the AMQP handshake is used. With one address everything is
 //! exactly as `Endpoint::connect` does it, errors included.
 
-use crate::connect::Session;
+use crate::connect::{Session, WireSession};
 use crate::error::{Error, Result};
 use crate::options::Endpoint;
 
@@ -60,11 +60,29 @@ impl Addresses {
     /// after the address it lost); returns the session and the index of the address used.
     /// When all fail: the one address's own error, or one line per address.
     pub fn connect_from(&self, start: usize) -> Result<(Session, usize)> {
+        self.first_that(start, Endpoint::connect)
+    }
+
+    /// `connect`, for a tool that speaks on channel 1 through the wire (`Endpoint::open`).
+    pub fn open(&self) -> Result<WireSession> {
+        self.open_from(0).map(|(session, _)| session)
+    }
+
+    /// `connect_from`, for a tool that speaks on channel 1 through the wire.
+    pub fn open_from(&self, start: usize) -> Result<(WireSession, usize)> {
+        self.first_that(start, Endpoint::open)
+    }
+
+    fn first_that<S>(
+        &self,
+        start: usize,
+        connect: impl Fn(&Endpoint) -> Result<S>,
+    ) -> Result<(S, usize)> {
         let n = self.list.len();
         let mut failures = Vec::new();
         for i in (0..n).map(|k| (start + k) % n) {
             let address = &self.list[i];
-            match address.endpoint.connect() {
+            match connect(&address.endpoint) {
                 Ok(session) => return Ok((session, i)),
                 // A local problem (an unreadable --cacert) is the same for every address.
                 Err(e @ (Error::Config(_) | Error::Usage(_))) => return Err(e),

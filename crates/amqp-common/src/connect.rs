@@ -73,18 +73,12 @@ impl Session {
             // amiquip's Drop for a channel would close it: a round trip for nothing.
             std::mem::forget(channel);
         }
-        // The connection.close is ours, and so is the wait for its close-ok: amiquip's I/O
-        // thread sees the close-ok too and stops by itself. Closing through amiquip would make
-        // this thread wait for that one, and that one for its timer thread, only to exit.
-        let result = wire.close(&crate::wire::frames::connection_close(), deadline);
-        std::mem::forget(connection);
-        result.map_err(|failure| match failure {
-            Closing::TimedOut => timed_out(),
-            Closing::Gone => Error::Connection {
-                context: "cannot close the connection".into(),
-                reason: "the connection to the broker was lost".into(),
-            },
-        })
+        close_through_wire(
+            connection,
+            &wire,
+            &crate::wire::frames::connection_close(),
+            deadline,
+        )
     }
 
     /// Closes the channel and the connection through amiquip, for when the broker has closed
@@ -139,29 +133,10 @@ impl Session {
     /// that, then drops channel and connection, which on a dead connection send nothing and
     /// join an ended thread. Unlike `abandon`, so the descriptors (socket, timer, amiquip's
     /// wake-up pipes) are released, and connections can be lost any number of times.
-    pub fn discard(mut self) {
-        self.wire.set_deadline(Some(Instant::now()));
-        // Disconnects when the I/O thread ends; fails at once if it has.
-        let watch = self.connection.listen_for_connection_blocked().ok();
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + CLOSE_TIMEOUT;
-            let ended = match watch {
-                None => true,
-                Some(rx) => loop {
-                    match rx.recv_deadline(deadline) {
-                        Ok(_) => {}
-                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break true,
-                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => break false,
-                    }
-                },
-            };
-            if ended {
-                drop(self);
-            } else {
-                // Dropping a connection whose thread still runs may trip amiquip: keep it.
-                std::mem::forget(self);
-            }
-        });
+    pub fn discard(self) {
+        let wire = self.wire.clone();
+        let watch = |s: &mut Session| s.connection.listen_for_connection_blocked().ok();
+        discard(self, wire, watch);
     }
 
     /// Runs `work` on channel 1, then closes the session cleanly; after a failure the
@@ -215,10 +190,153 @@ impl Session {
     }
 }
 
+/// The connection.close is ours, and so is the wait for its close-ok: amiquip's I/O thread
+/// sees the close-ok too and stops by itself. Closing through amiquip would make this thread
+/// wait for that one, and that one for its timer thread, only to exit. `frames` ends with the
+/// connection.close.
+fn close_through_wire(
+    connection: Connection,
+    wire: &WireControl,
+    frames: &[u8],
+    deadline: Instant,
+) -> Result<()> {
+    let result = wire.close(frames, deadline);
+    std::mem::forget(connection);
+    result.map_err(|failure| Error::Connection {
+        context: "cannot close the connection".into(),
+        reason: match failure {
+            Closing::TimedOut => format!(
+                "the broker did not answer within {}",
+                seconds(CLOSE_TIMEOUT)
+            ),
+            Closing::Gone => "the connection to the broker was lost".into(),
+        },
+    })
+}
+
+/// Lets a lost connection go without waiting: the wire's deadline ends amiquip's I/O thread at
+/// its next read, and a helper thread drops what it holds once that thread has ended (its
+/// socket, timer and amiquip's pipes are released: a reconnecting tool would leak them
+/// otherwise). If the thread has not ended within `CLOSE_TIMEOUT`, it is kept instead: dropping
+/// a connection whose thread still runs may trip amiquip.
+fn discard<T: Send + 'static>(
+    mut held: T,
+    wire: WireControl,
+    watch: impl FnOnce(
+        &mut T,
+    )
+        -> Option<crossbeam_channel::Receiver<amiquip::ConnectionBlockedNotification>>,
+) {
+    wire.set_deadline(Some(Instant::now()));
+    // Disconnects when the I/O thread ends; fails at once if it has.
+    let watch = watch(&mut held);
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let ended = match watch {
+            None => true,
+            Some(rx) => loop {
+                match rx.recv_deadline(deadline) {
+                    Ok(_) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break true,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => break false,
+                }
+            },
+        };
+        if ended {
+            drop(held);
+        } else {
+            std::mem::forget(held);
+        }
+    });
+}
+
+/// An open connection whose channel 1 the tool drives through the wire (amqp-publish): the
+/// broker opened the channel with the connection, amiquip keeps the connection (heartbeats,
+/// the handshake's state) and never hears of the channel.
+pub struct WireSession {
+    connection: Connection,
+    wire: WireControl,
+}
+
+impl WireSession {
+    /// The connection's byte stream, where the tool writes and reads channel 1.
+    pub fn wire(&self) -> &WireControl {
+        &self.wire
+    }
+
+    /// Closes the connection (the broker closes the channel with it), bounded like
+    /// `Session::close`.
+    pub fn close_connection(self) -> Result<()> {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        close_through_wire(
+            self.connection,
+            &self.wire,
+            &crate::wire::frames::connection_close(),
+            deadline,
+        )
+    }
+
+    /// After the broker closed channel 1: answers it (channel.close-ok), then closes the
+    /// connection.
+    pub fn close_after_channel_closed(self) -> Result<()> {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let mut frames = crate::wire::frames::channel_close_ok(1);
+        frames.extend_from_slice(&crate::wire::frames::connection_close());
+        close_through_wire(self.connection, &self.wire, &frames, deadline)
+    }
+
+    /// See `Session::abandon`.
+    pub fn abandon(self) {
+        std::mem::forget(self);
+    }
+
+    /// See `Session::discard`.
+    pub fn discard(self) {
+        let wire = self.wire.clone();
+        let watch = |s: &mut WireSession| s.connection.listen_for_connection_blocked().ok();
+        discard(self, wire, watch);
+    }
+}
+
 impl Endpoint {
     /// Resolves, connects, logs in and opens channel 1, all within `connect_timeout`.
     pub fn connect(&self) -> Result<Session> {
         let deadline = Instant::now() + self.connect_timeout;
+        let (mut connection, control) = self.handshake(deadline)?;
+        // Sent with connection.open already (see wire): this only collects the open-ok.
+        let channel = connection.open_channel(Some(1));
+        control.set_deadline(None);
+        let channel = match channel {
+            Ok(channel) => channel,
+            Err(_) if control.timed_out() => return Err(self.connect_error(self.timeout_reason())),
+            Err(e) => return Err(Error::amqp("cannot open a channel", e)),
+        };
+        Ok(Session {
+            channel,
+            connection,
+            wire: control,
+        })
+    }
+
+    /// Like `connect`, for a tool that speaks on channel 1 through the wire itself
+    /// (amqp-publish): the broker opens the channel with the connection, and nothing waits
+    /// for amiquip to take it up.
+    pub fn open(&self) -> Result<WireSession> {
+        let deadline = Instant::now() + self.connect_timeout;
+        let (connection, wire) = self.handshake(deadline)?;
+        wire.set_deadline(None);
+        Ok(WireSession { connection, wire })
+    }
+
+    fn connect_error(&self, reason: String) -> Error {
+        Error::Connect {
+            target: self.target(),
+            reason,
+        }
+    }
+
+    /// Resolves, connects and logs in by `deadline`; the wire's deadline is still set.
+    fn handshake(&self, deadline: Instant) -> Result<(Connection, WireControl)> {
         let fail = |reason: String| Error::Connect {
             target: self.target(),
             reason,
@@ -286,7 +404,7 @@ impl Endpoint {
             .channel_max(0)
             .connection_timeout(Some(remaining.max(Duration::from_millis(1))));
         let opened = Connection::insecure_open_stream(wire, options, ConnectionTuning::default());
-        let mut connection = match opened {
+        let connection = match opened {
             Ok(_) | Err(_) if control.timed_out() => return Err(fail(self.timeout_reason())),
             Ok(connection) => connection,
             Err(e) => {
@@ -302,19 +420,7 @@ impl Endpoint {
                 });
             }
         };
-        // Sent with connection.open already (see wire): this only collects the open-ok.
-        let channel = connection.open_channel(Some(1));
-        control.set_deadline(None);
-        let channel = match channel {
-            Ok(channel) => channel,
-            Err(_) if control.timed_out() => return Err(fail(self.timeout_reason())),
-            Err(e) => return Err(Error::amqp("cannot open a channel", e)),
-        };
-        Ok(Session {
-            channel,
-            connection,
-            wire: control,
-        })
+        Ok((connection, control))
     }
 
     fn timeout_reason(&self) -> String {

@@ -16,7 +16,7 @@ pub mod wire;
 
 pub use addresses::{Address, Addresses};
 pub use cli::{HelpArgs, ParseOptions};
-pub use connect::Session;
+pub use connect::{Session, WireSession};
 pub use error::{Error, Result};
 pub use options::{ConnectionArgs, Endpoint};
 pub use reconnect::ReconnectArgs;

@@ -9,7 +9,7 @@ mod reconnect;
 pub use args::{parse_header, Args, Plan, Source};
 pub use lines::{each_line, Input, MAX_LINE_PIECE};
 
-use amqp_common::{ConnectionArgs, Error, ParseOptions, Result, Session};
+use amqp_common::{ConnectionArgs, Error, ParseOptions, Result, WireSession};
 use lines::STDIN_BUFFER;
 use publisher::{Publisher, Stop};
 use std::io::Read;
@@ -62,8 +62,8 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
     }
     // Connected and logged in before stdin is read, so a login error shows at once even when
     // stdin is a slow pipe.
-    let session = addresses.connect()?;
-    let mut publisher = match Publisher::new(&session.channel, session.wire(), plan) {
+    let session = addresses.open()?;
+    let mut publisher = match Publisher::new(session.wire(), plan) {
         Ok(p) => p,
         Err(e) => {
             session.abandon();
@@ -77,9 +77,11 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
     let confirming = publisher.confirming;
     drop(publisher);
     match outcome {
-        Ok(()) => close_after_all(session, plan, confirming),
+        Ok(()) => close_after_all(session, plan),
         Err(Stop::Failed(e)) => {
-            session.abandon();
+            // A refused or returned message, or stdin that failed: the connection is fine,
+            // and closing it properly spares the broker a "client unexpectedly closed" log.
+            let _ = session.close_connection();
             Err(e)
         }
         Err(Stop::ChannelGone) => Err(match why_gone(session, plan) {
@@ -95,27 +97,37 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
     }
 }
 
-/// Ends a session on which every message was published (and confirmed, when `confirming`);
-/// every return has been looked at by then (it comes before a confirm, and before the answer
-/// `Publisher::wait_for_all` waits for without confirms).
-fn close_after_all(session: Session, plan: &Plan, confirming: bool) -> Result<()> {
-    // With confirms every publish has had its answer, so the channel needs no close of its own.
-    let closed = if confirming {
-        session.close_connection()
-    } else {
-        session.close()
-    };
-    closed.map_err(|e| after_close(plan, e))
+/// Ends a session on which every message was published (and confirmed, or followed by a
+/// barrier without confirms), so every return and channel error has been looked at: only the
+/// connection is closed (the broker closes the channel with it).
+fn close_after_all(session: WireSession, plan: &Plan) -> Result<()> {
+    session.close_connection().map_err(|e| after_close(plan, e))
 }
 
-/// The channel went away while publishing: the broker closed it (its reason is waiting there)
-/// or the connection was lost; closing tells which.
-fn why_gone(session: Session, plan: &Plan) -> Error {
-    match session.close_and_explain() {
-        Err(e) => after_close(plan, e),
-        Ok(()) => Error::Connection {
-            context: format!("cannot publish to {}", plan.destination()),
-            reason: "the channel was closed".into(),
+/// The channel went away while publishing: the broker closed it, or the connection (the wire
+/// kept the reason), or the connection was lost.
+fn why_gone(session: WireSession, plan: &Plan) -> Error {
+    let context = format!("cannot publish to {}", plan.destination());
+    if let Some((code, text)) = session.wire().channel_closed() {
+        // e.g. 404 NOT_FOUND, no exchange: the connection is fine, close it properly.
+        let _ = session.close_after_channel_closed();
+        return Error::Broker {
+            context,
+            code,
+            text,
+        };
+    }
+    let reason = session.wire().close_reason();
+    session.abandon();
+    match reason {
+        Some((code, text)) => Error::Broker {
+            context,
+            code,
+            text,
+        },
+        None => Error::Connection {
+            context,
+            reason: "the connection to the broker was lost".into(),
         },
     }
 }

@@ -6,11 +6,11 @@
 //! broker's confirms and returns are read there too (`WireControl::track_publishes`). Per
 //! message that costs a copy and a few bytes of framing, where amiquip would allocate and
 //! encode every frame anew, hand each message to its I/O thread and each ack back (three
-//! thread hand-offs and ~10,000 instructions a message). amiquip opened the channel and still
-//! owns it: a channel.close from the broker reaches it, and its reason is found there.
+//! thread hand-offs and ~10,000 instructions a message). amiquip does the handshake and keeps
+//! the connection (heartbeats); it never hears of channel 1, which the broker opened with the
+//! connection (`Endpoint::open`).
 
 use crate::args::Plan;
-use amiquip::Channel;
 use amqp_common::wire::frames::{confirm_select, PublishFrames};
 use amqp_common::wire::{Returned, WireControl};
 use amqp_common::{Error, Result};
@@ -32,7 +32,6 @@ const RESUME_AT: u64 = CONFIRM_WINDOW * 3 / 4;
 
 /// Publishes on channel 1 and keeps count of what the broker has confirmed.
 pub(crate) struct Publisher<'a> {
-    channel: &'a Channel,
     wire: &'a WireControl,
     frames: PublishFrames,
     /// Encoded messages not yet written.
@@ -48,16 +47,12 @@ pub(crate) struct Publisher<'a> {
 pub(crate) enum Stop {
     /// A failure already described.
     Failed(Error),
-    /// The channel or connection went away; the reason is found when closing.
+    /// The channel or connection went away (`WireControl::channel_closed` says which).
     ChannelGone,
 }
 
 impl<'a> Publisher<'a> {
-    pub(crate) fn new(
-        channel: &'a Channel,
-        wire: &'a WireControl,
-        plan: &'a Plan,
-    ) -> Result<Publisher<'a>> {
+    pub(crate) fn new(wire: &'a WireControl, plan: &'a Plan) -> Result<Publisher<'a>> {
         let frames = PublishFrames::new(
             CHANNEL,
             &plan.exchange,
@@ -68,10 +63,8 @@ impl<'a> Publisher<'a> {
         )
         .map_err(Error::config)?;
         let mut batch = Vec::with_capacity(BATCH_BYTES + 1024);
-        if plan.confirm || plan.mandatory {
-            wire.track_publishes()
-                .map_err(|_| channel_lost("cannot set up the channel for publishing"))?;
-        }
+        wire.track_publishes()
+            .map_err(|_| channel_lost("cannot set up the channel for publishing"))?;
         if plan.confirm {
             // With the first publishes, without waiting for an answer: the broker handles the
             // channel's frames in order, so every publish after it is confirmed, and a refusal
@@ -79,7 +72,6 @@ impl<'a> Publisher<'a> {
             batch.extend_from_slice(&confirm_select(CHANNEL));
         }
         Ok(Publisher {
-            channel,
             wire,
             frames,
             batch,
@@ -119,16 +111,9 @@ impl<'a> Publisher<'a> {
         self.take_ready_confirms()
     }
 
-    fn broker_error(&self, e: amiquip::Error) -> Error {
-        Error::amqp(format!("cannot publish to {}", self.plan.destination()), e)
-    }
-
     /// Takes in what the broker has said so far, without waiting: the count confirmed, and a
     /// refused or returned message as the failure it is.
     pub(crate) fn take_ready_confirms(&mut self) -> std::result::Result<(), Stop> {
-        if !self.confirming && !self.plan.mandatory {
-            return Ok(());
-        }
         let (confirmed, nacked) = self.wire.confirmed();
         if self.confirming {
             self.confirmed = confirmed;
@@ -166,15 +151,9 @@ impl<'a> Publisher<'a> {
         if !self.confirming {
             // The broker answers a synchronous method only after every publish before it on
             // the channel, so this waits (as long as it takes) until the broker has them all
-            // and surfaces a channel error (e.g. 404 no exchange) or a return (read before the
-            // answer reaches amiquip). The bounded close that follows has nothing left to flush.
-            self.channel.qos(0, 0, false).map_err(|e| match e {
-                amiquip::Error::ServerClosedChannel { .. }
-                | amiquip::Error::ServerClosedConnection { .. } => {
-                    Stop::Failed(self.broker_error(e))
-                }
-                _ => Stop::ChannelGone,
-            })?;
+            // and surfaces a channel error (e.g. 404 no exchange) or a return. The bounded
+            // close that follows has nothing left to flush.
+            self.wire.barrier().map_err(|_| Stop::ChannelGone)?;
             return self.take_ready_confirms();
         }
         self.wait_until_confirmed(self.published)

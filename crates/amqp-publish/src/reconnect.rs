@@ -11,7 +11,7 @@
 use crate::publisher::{Publisher, Stop};
 use crate::{close_after_all, why_gone, Messages, Plan, Sink};
 use amqp_common::reconnect::{say_lost, say_reconnected, Retry};
-use amqp_common::{Addresses, Error, Result, Session};
+use amqp_common::{Addresses, Error, Result, WireSession};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -81,16 +81,16 @@ pub(crate) fn publish(addresses: &Addresses, plan: &Plan, limit: Duration) -> Re
     let mut unconfirmed = Unconfirmed::default();
     // The first connection is made as without --reconnect: a broker that cannot be reached at
     // all is reported at once.
-    let (mut session, mut index) = addresses.connect_from(0)?;
+    let (mut session, mut index) = addresses.open_from(0)?;
     // Since when nothing could be published.
     let mut outage: Option<Instant> = None;
     loop {
         let lost = match publish_on(&session, plan, &mut messages, &mut unconfirmed) {
             Ok(Done::All) => {
-                return close_after_all(session, plan, true);
+                return close_after_all(session, plan);
             }
             Ok(Done::Started(Stop::Failed(e))) => {
-                session.abandon();
+                let _ = session.close_connection();
                 return Err(e);
             }
             Ok(Done::Started(Stop::ChannelGone)) => {
@@ -142,12 +142,12 @@ enum Done {
 /// On one connection: publishes again what is not confirmed, then the rest of the messages,
 /// and waits for every confirm. Err when the publisher could not even be set up.
 fn publish_on(
-    session: &Session,
+    session: &WireSession,
     plan: &Plan,
     messages: &mut Messages<'_>,
     unconfirmed: &mut Unconfirmed,
 ) -> Result<Done> {
-    let mut publisher = Publisher::new(&session.channel, session.wire(), plan)?;
+    let mut publisher = Publisher::new(session.wire(), plan)?;
     let again = unconfirmed.take();
     let mut sink = Keeping {
         publisher: &mut publisher,
@@ -168,9 +168,9 @@ fn publish_on(
 }
 
 /// Tries every address, round after round, until one connects or `retry` gives up.
-fn reconnect(addresses: &Addresses, mut retry: Retry) -> Result<(Session, usize)> {
+fn reconnect(addresses: &Addresses, mut retry: Retry) -> Result<(WireSession, usize)> {
     loop {
-        let failed = match addresses.connect_from(retry.start) {
+        let failed = match addresses.open_from(retry.start) {
             Ok(connected) => return Ok(connected),
             Err(e) => retry.failed(e),
         };

@@ -8,7 +8,9 @@
 //! come. It also frees the publisher from amiquip's listeners, which its I/O thread installs at
 //! some later moment: confirm.select can then go out with the first publishes, with no wait.
 
-use super::frames::{BASIC_ACK, BASIC_NACK, BASIC_RETURN};
+use super::frames::{
+    close_reason, BASIC_ACK, BASIC_NACK, BASIC_QOS_OK, BASIC_RETURN, CHANNEL_CLOSE, CHANNEL_OPEN_OK,
+};
 use super::scan::{FRAME_BODY, FRAME_HEADER};
 use std::collections::BTreeSet;
 
@@ -36,6 +38,10 @@ pub(crate) struct Confirms {
     /// The content frames of a returned message are still to come: the body bytes left, once
     /// its content header has come.
     skipping: Option<Option<u64>>,
+    /// The broker closed the channel: its reply code and text.
+    pub closed: Option<(u16, String)>,
+    /// How many basic.qos the broker has answered (`WireControl::barrier`).
+    pub qos_ok: u64,
     /// A publisher waits until `confirmed` reaches this.
     pub want: u64,
 }
@@ -56,13 +62,16 @@ fn short_at(frame: &[u8], at: usize) -> Option<(String, usize)> {
 }
 
 impl Confirms {
-    /// Takes a whole frame of the tracked channel if it is the broker's word on a publish.
-    /// Returns None when the frame is not one of these (it goes on to amiquip), else whether a
-    /// waiting publisher must be woken.
-    pub fn take(&mut self, kind: u8, method: Option<(u16, u16)>, frame: &[u8]) -> Option<bool> {
+    /// Takes a whole frame of the tracked channel (the publisher's: amiquip does not know it).
+    /// Returns whether a waiting publisher must be woken.
+    pub fn take(&mut self, kind: u8, method: Option<(u16, u16)>, frame: &[u8]) -> bool {
         if let Some(body_left) = self.skipping {
-            return Some(self.skip_content(kind, body_left, frame));
+            return self.skip_content(kind, body_left, frame);
         }
+        self.take_method(method, frame).unwrap_or(false)
+    }
+
+    fn take_method(&mut self, method: Option<(u16, u16)>, frame: &[u8]) -> Option<bool> {
         // Payload: class and method (4 bytes), then the arguments.
         match method {
             Some(BASIC_ACK) => {
@@ -92,7 +101,18 @@ impl Confirms {
                 self.skipping = Some(None);
                 Some(true)
             }
-            _ => None,
+            Some(BASIC_QOS_OK) => {
+                self.qos_ok += 1;
+                Some(true)
+            }
+            Some(CHANNEL_CLOSE) => {
+                self.closed = close_reason(frame);
+                Some(true)
+            }
+            // The channel was opened with the connection (see the wire): nothing to do.
+            Some(CHANNEL_OPEN_OK) => Some(false),
+            // Nothing else comes on a channel that only publishes.
+            _ => Some(false),
         }
     }
 
@@ -137,7 +157,8 @@ mod tests {
         f
     }
 
-    fn ack(c: &mut Confirms, method: (u16, u16), tag: u64, multiple: bool) -> Option<bool> {
+    /// Feeds an ack or nack; true when a waiting publisher is to be woken.
+    fn ack(c: &mut Confirms, method: (u16, u16), tag: u64, multiple: bool) -> bool {
         let mut p = vec![0, method.0 as u8, 0, method.1 as u8];
         p.extend_from_slice(&tag.to_be_bytes());
         p.push(u8::from(multiple));
@@ -150,17 +171,17 @@ mod tests {
             want: 5,
             ..Confirms::default()
         };
-        assert_eq!(ack(&mut c, BASIC_ACK, 1, false), Some(false));
-        assert_eq!(ack(&mut c, BASIC_ACK, 3, false), Some(false));
+        assert!(!ack(&mut c, BASIC_ACK, 1, false));
+        assert!(!ack(&mut c, BASIC_ACK, 3, false));
         assert_eq!(c.confirmed, 1);
-        assert_eq!(ack(&mut c, BASIC_ACK, 2, false), Some(false));
+        assert!(!ack(&mut c, BASIC_ACK, 2, false));
         assert_eq!(c.confirmed, 3);
-        assert_eq!(ack(&mut c, BASIC_ACK, 7, false), Some(false));
-        assert_eq!(ack(&mut c, BASIC_ACK, 5, true), Some(true));
+        assert!(!ack(&mut c, BASIC_ACK, 7, false));
+        assert!(ack(&mut c, BASIC_ACK, 5, true), "5 reached");
         assert_eq!(c.confirmed, 5);
-        assert_eq!(ack(&mut c, BASIC_ACK, 6, false), Some(true));
+        assert!(ack(&mut c, BASIC_ACK, 6, false));
         assert_eq!(c.confirmed, 7, "7 was acked early");
-        assert_eq!(ack(&mut c, BASIC_ACK, 4, false), Some(true), "a stale ack");
+        assert!(ack(&mut c, BASIC_ACK, 4, false), "a stale ack");
         assert_eq!(c.confirmed, 7);
         assert!(c.nacked.is_none());
     }
@@ -169,7 +190,7 @@ mod tests {
     fn nacks_name_the_first_refused() {
         let mut c = Confirms::default();
         ack(&mut c, BASIC_ACK, 2, true);
-        assert_eq!(ack(&mut c, BASIC_NACK, 6, true), Some(true));
+        assert!(ack(&mut c, BASIC_NACK, 6, true));
         assert_eq!(c.nacked, Some(3));
         ack(&mut c, BASIC_NACK, 9, false);
         assert_eq!(c.nacked, Some(3), "the first refusal is kept");
@@ -184,30 +205,16 @@ mod tests {
             p.push(s.len() as u8);
             p.extend_from_slice(s.as_bytes());
         }
-        assert_eq!(
-            c.take(FRAME_METHOD, Some(BASIC_RETURN), &frame(FRAME_METHOD, &p)),
-            Some(true)
-        );
+        assert!(c.take(FRAME_METHOD, Some(BASIC_RETURN), &frame(FRAME_METHOD, &p)));
         let mut header = vec![0, 60, 0, 0];
         header.extend_from_slice(&5u64.to_be_bytes());
         header.extend_from_slice(&[0, 0]);
-        assert_eq!(
-            c.take(FRAME_HEADER, None, &frame(FRAME_HEADER, &header)),
-            Some(false)
-        );
-        assert_eq!(
-            c.take(FRAME_BODY, None, &frame(FRAME_BODY, b"abc")),
-            Some(false)
-        );
-        assert_eq!(
-            c.take(FRAME_BODY, None, &frame(FRAME_BODY, b"de")),
-            Some(false)
-        );
+        assert!(!c.take(FRAME_HEADER, None, &frame(FRAME_HEADER, &header)));
+        assert!(!c.take(FRAME_BODY, None, &frame(FRAME_BODY, b"abc")));
+        assert!(c.skipping.is_some());
+        assert!(!c.take(FRAME_BODY, None, &frame(FRAME_BODY, b"de")));
         // The content is over: the next method is judged on its own.
-        assert_eq!(
-            c.take(FRAME_METHOD, Some((20, 40)), &frame(FRAME_METHOD, b"x")),
-            None
-        );
+        assert!(c.skipping.is_none());
         assert_eq!(
             c.returned,
             Some(Returned {
@@ -223,6 +230,30 @@ mod tests {
         let mut header = vec![0, 60, 0, 0];
         header.extend_from_slice(&0u64.to_be_bytes());
         c.take(FRAME_HEADER, None, &frame(FRAME_HEADER, &header));
-        assert_eq!(ack(&mut c, BASIC_ACK, 1, false), Some(true));
+        assert!(ack(&mut c, BASIC_ACK, 1, false));
+        assert_eq!(c.confirmed, 1);
+    }
+
+    #[test]
+    fn channel_close_and_qos_ok_are_kept() {
+        let mut c = Confirms::default();
+        let mut p = vec![0, 20, 0, 40];
+        p.extend_from_slice(&404u16.to_be_bytes());
+        p.push(9);
+        p.extend_from_slice(b"NOT_FOUND");
+        p.extend_from_slice(&[0, 60, 0, 40]);
+        assert!(c.take(FRAME_METHOD, Some(CHANNEL_CLOSE), &frame(FRAME_METHOD, &p)));
+        assert_eq!(c.closed, Some((404, "NOT_FOUND".into())));
+        assert!(c.take(
+            FRAME_METHOD,
+            Some(BASIC_QOS_OK),
+            &frame(FRAME_METHOD, &[0, 60, 0, 11])
+        ));
+        assert_eq!(c.qos_ok, 1);
+        assert!(!c.take(
+            FRAME_METHOD,
+            Some(CHANNEL_OPEN_OK),
+            &frame(FRAME_METHOD, &[0, 20, 0, 11])
+        ));
     }
 }

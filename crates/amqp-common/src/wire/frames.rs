@@ -26,6 +26,7 @@ pub const CHANNEL_OPEN: (u16, u16) = (20, 10);
 pub const CHANNEL_OPEN_OK: (u16, u16) = (20, 11);
 pub const CHANNEL_CLOSE: (u16, u16) = (20, 40);
 pub const CHANNEL_CLOSE_OK: (u16, u16) = (20, 41);
+pub const BASIC_QOS_OK: (u16, u16) = (60, 11);
 pub const BASIC_RETURN: (u16, u16) = (60, 50);
 pub const BASIC_ACK: (u16, u16) = (60, 80);
 pub const BASIC_NACK: (u16, u16) = (60, 120);
@@ -67,6 +68,26 @@ pub fn channel_open(channel: u16) -> Vec<u8> {
 pub fn confirm_select(channel: u16) -> Vec<u8> {
     let mut out = Vec::with_capacity(13);
     push_frame(&mut out, FRAME_METHOD, channel, &[0, 85, 0, 10, 1]);
+    out
+}
+
+/// basic.qos changing nothing (no size or count limit, this channel only): the broker answers
+/// it after every method sent on the channel before it, which makes it a barrier.
+pub fn basic_qos_barrier(channel: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19);
+    push_frame(
+        &mut out,
+        FRAME_METHOD,
+        channel,
+        &[0, 60, 0, 10, 0, 0, 0, 0, 0, 0, 0],
+    );
+    out
+}
+
+/// channel.close-ok, the answer to the broker's channel.close.
+pub fn channel_close_ok(channel: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12);
+    push_frame(&mut out, FRAME_METHOD, channel, &[0, 20, 0, 41]);
     out
 }
 
@@ -479,6 +500,22 @@ mod tests {
             other => panic!("not a start-ok: {other:?}"),
         }
         assert!(rewrite_start_ok(&channel_open(1), "x").is_none());
+    }
+
+    #[test]
+    fn qos_and_close_ok_read_back() {
+        use amq_protocol::protocol::basic::AMQPMethod as B;
+        use amq_protocol::protocol::channel::AMQPMethod as C;
+        match frames(&basic_qos_barrier(1)).remove(0) {
+            AMQPFrame::Method(1, AMQPClass::Basic(B::Qos(q))) => {
+                assert_eq!((q.prefetch_size, q.prefetch_count, q.global), (0, 0, false))
+            }
+            other => panic!("not a basic.qos: {other:?}"),
+        }
+        assert!(matches!(
+            frames(&channel_close_ok(1)).remove(0),
+            AMQPFrame::Method(1, AMQPClass::Channel(C::CloseOk(_)))
+        ));
     }
 
     #[test]

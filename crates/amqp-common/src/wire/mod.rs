@@ -338,13 +338,10 @@ impl State {
             if start.method == Some(CONNECTION_CLOSE) {
                 self.close_reason = frames::close_reason(frame);
             }
-            if let Some(confirms) = self
-                .confirms
-                .as_mut()
-                .filter(|_| start.channel == PUBLISH_CHANNEL)
-            {
-                if let Some(wake) = confirms.take(start.kind, start.method, frame) {
-                    self.wake_publisher |= wake;
+            if let Some(confirms) = self.confirms.as_mut() {
+                if start.channel == PUBLISH_CHANNEL {
+                    // The publisher's channel: amiquip does not know it.
+                    self.wake_publisher |= confirms.take(start.kind, start.method, frame);
                     at += len;
                     continue;
                 }
@@ -672,7 +669,8 @@ impl WireControl {
     /// nothing from then on), so that nothing waits for a thread to be woken.
     pub fn close(&self, frames: &[u8], deadline: Instant) -> Result<(), Closing> {
         self.shared.lock().closing = true;
-        self.send(frames).map_err(|_| Closing::Gone)?;
+        // Even when the broker has closed the channel: this answers it and closes the rest.
+        self.send_frames(frames, false).map_err(|_| Closing::Gone)?;
         let shared = &*self.shared;
         let mut scratch = [0u8; 4096];
         loop {
@@ -702,9 +700,11 @@ impl WireControl {
         }
     }
 
-    /// From now on the broker's confirms and returns on the publish channel are read here
-    /// (`wait_confirmed`, `returned`), not by amiquip. The switch waits for a frame boundary
-    /// of the inbound stream (in practice there is one at once: nothing comes unasked).
+    /// Hands channel 1 to the tools' own frames for good: from now on everything the broker
+    /// sends on it is read here (`wait_confirmed`, `returned`, `channel_closed`, `barrier`),
+    /// and amiquip, which was never asked for the channel, sees none of it. The switch waits
+    /// for a frame boundary of the inbound stream (in practice there is one at once: nothing
+    /// comes unasked).
     pub fn track_publishes(&self) -> Result<(), Gone> {
         let shared = &*self.shared;
         loop {
@@ -714,6 +714,8 @@ impl WireControl {
             }
             if state.inbound_whole || state.inbound.at_boundary() {
                 state.inbound_whole = true;
+                // The channel.open-ok the wire may hold is the tracker's to drop.
+                state.early_open = EarlyOpen::Off;
                 state.confirms.get_or_insert_with(Confirms::default);
                 return Ok(());
             }
@@ -722,24 +724,19 @@ impl WireControl {
         }
     }
 
-    /// Waits until the broker has confirmed the first `count` messages published on the
-    /// channel, or refused or returned one, or the channel or connection has gone (Gone).
-    /// Returns how many are confirmed.
-    pub fn wait_confirmed(&self, count: u64) -> Result<u64, Gone> {
+    /// Waits until `done` holds for what the broker has said on channel 1, or the channel or
+    /// connection has gone (Gone).
+    fn wait_for(&self, mut done: impl FnMut(&mut Confirms) -> bool) -> Result<(), Gone> {
         let shared = &*self.shared;
         let mut state = shared.lock();
         loop {
             let Some(confirms) = state.confirms.as_mut() else {
-                return Ok(count);
+                return Err(Gone);
             };
-            if confirms.confirmed >= count
-                || confirms.nacked.is_some()
-                || confirms.returned.is_some()
-            {
-                return Ok(confirms.confirmed);
+            if done(confirms) {
+                return Ok(());
             }
-            confirms.want = count;
-            if state.dead || state.stopped {
+            if confirms.closed.is_some() || state.dead || state.stopped {
                 return Err(Gone);
             }
             state = shared
@@ -748,6 +745,37 @@ impl WireControl {
                 .map(|(s, _)| s)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
+    }
+
+    /// Waits until the broker has confirmed the first `count` messages published on channel
+    /// 1, or refused or returned one. Returns how many are confirmed.
+    pub fn wait_confirmed(&self, count: u64) -> Result<u64, Gone> {
+        let mut confirmed = 0;
+        self.wait_for(|c| {
+            c.want = count;
+            confirmed = c.confirmed;
+            c.confirmed >= count || c.nacked.is_some() || c.returned.is_some()
+        })?;
+        Ok(confirmed)
+    }
+
+    /// Writes a basic.qos that changes nothing on channel 1 and waits for its answer: the
+    /// broker sends it after it has handled every frame sent before on the channel (and after
+    /// any return for them).
+    pub fn barrier(&self) -> Result<(), Gone> {
+        let mut before = 0;
+        self.wait_for(|c| {
+            before = c.qos_ok;
+            true
+        })?;
+        self.send(&frames::basic_qos_barrier(PUBLISH_CHANNEL))?;
+        self.wait_for(|c| c.qos_ok > before)
+    }
+
+    /// The broker closed channel 1: its reply code and text.
+    pub fn channel_closed(&self) -> Option<(u16, String)> {
+        let state = self.shared.lock();
+        state.confirms.as_ref().and_then(|c| c.closed.clone())
     }
 
     /// How many messages the broker has confirmed, and the first it refused (basic.nack).
@@ -769,12 +797,18 @@ impl WireControl {
     /// returns once the socket has taken all of them (waiting while it is full: that is the
     /// broker's back-pressure).
     pub fn send(&self, frames: &[u8]) -> Result<(), Gone> {
+        self.send_frames(frames, true)
+    }
+
+    /// `send`; when `stop_when_closed` is false, also after the broker closed the channel or
+    /// the connection (for the frames that answer and close).
+    fn send_frames(&self, frames: &[u8], stop_when_closed: bool) -> Result<(), Gone> {
         let shared = &*self.shared;
         let mut state = shared.lock();
         // Wait for amiquip to finish a frame it is halfway through (it writes a heartbeat or a
         // close at most, and only gets halfway when the socket was full).
         loop {
-            if state.dead || state.stopped {
+            if state.dead || (stop_when_closed && state.stopped) {
                 return Err(Gone);
             }
             if state.outbound.at_boundary() {

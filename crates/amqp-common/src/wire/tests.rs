@@ -317,13 +317,15 @@ fn confirms_and_returns_are_read_here_not_by_amiquip() {
         args.push(u8::from(multiple));
         method_frame(1, 60, 80, &args)
     };
-    // Two acks, then something for amiquip, then the third ack.
+    // Two acks, something on channel 1 that is not amiquip's either, something for amiquip
+    // on channel 0, then the third ack.
     let mut inbound = ack(1, false);
     inbound.extend_from_slice(&ack(2, false));
-    let for_amiquip = method_frame(1, 20, 20, &[1]); // channel.flow
+    inbound.extend_from_slice(&method_frame(1, 20, 20, &[1])); // channel.flow
+    let for_amiquip = method_frame(0, 10, 60, &[0]); // connection.blocked
     inbound.extend_from_slice(&for_amiquip);
     broker.write_all(&inbound).unwrap();
-    assert_eq!(read_some(&mut wire), for_amiquip, "acks are not amiquip's");
+    assert_eq!(read_some(&mut wire), for_amiquip, "channel 1 is not amiquip's");
     thread::sleep(Duration::from_millis(20));
     assert!(!waiter.is_finished(), "woken before the third confirm");
     broker.write_all(&ack(3, false)).unwrap();
