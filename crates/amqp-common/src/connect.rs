@@ -81,43 +81,6 @@ impl Session {
         )
     }
 
-    /// Closes the channel and the connection through amiquip, for when the broker has closed
-    /// the channel and its reason is wanted: amiquip keeps it, and its channel.close returns
-    /// it (e.g. 404 NOT_FOUND for a publish to a missing exchange). Bounded like `close`.
-    pub fn close_and_explain(self) -> Result<()> {
-        let Session {
-            channel,
-            connection,
-            wire,
-        } = self;
-        // Bounded by the wire's deadline: amiquip's reads fail once it passes, which ends the
-        // close without a thread of our own to wait for it.
-        wire.set_deadline(Some(Instant::now() + CLOSE_TIMEOUT));
-        let result = channel
-            .close()
-            .map_err(|e| Error::amqp("cannot close the channel", e))
-            .and_then(|()| {
-                connection
-                    .close()
-                    .map_err(|e| Error::amqp("cannot close the connection", e))
-            });
-        if wire.timed_out() {
-            return Err(Error::Connection {
-                context: "cannot close the connection".into(),
-                reason: format!(
-                    "the broker did not answer within {}",
-                    seconds(CLOSE_TIMEOUT)
-                ),
-            });
-        }
-        result
-    }
-
-    /// The tools' side of the connection's byte stream (for publishing frames of our own).
-    pub fn wire(&self) -> &WireControl {
-        &self.wire
-    }
-
     /// Leaves the connection without the closing handshake, after a failure that already
     /// decides the exit status; the broker requeues whatever was not acked when the process
     /// exits and the socket closes. Nothing is torn down here on purpose: amiquip's I/O thread

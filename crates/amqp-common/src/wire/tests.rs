@@ -325,7 +325,11 @@ fn confirms_and_returns_are_read_here_not_by_amiquip() {
     let for_amiquip = method_frame(0, 10, 60, &[0]); // connection.blocked
     inbound.extend_from_slice(&for_amiquip);
     broker.write_all(&inbound).unwrap();
-    assert_eq!(read_some(&mut wire), for_amiquip, "channel 1 is not amiquip's");
+    assert_eq!(
+        read_some(&mut wire),
+        for_amiquip,
+        "channel 1 is not amiquip's"
+    );
     thread::sleep(Duration::from_millis(20));
     assert!(!waiter.is_finished(), "woken before the third confirm");
     broker.write_all(&ack(3, false)).unwrap();
