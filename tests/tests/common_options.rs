@@ -607,17 +607,17 @@ fn refused_logins_and_vhosts() {
         .fails(&["530", "vhost nosuch not found"]);
 }
 
-/// The broker's three-second delay for clients that do not ask for an immediate refusal; a
-/// refusal well under it was reported at once.
-const SILENT_REFUSAL: Duration = Duration::from_secs(3);
+/// A refusal reported at once takes milliseconds (the broker's silent close, for clients that
+/// do not ask for an immediate refusal, takes three seconds); this bound leaves a loaded
+/// machine a hundredfold margin.
+const PROMPT_REFUSAL: Duration = Duration::from_millis(500);
 
 #[test]
 fn refused_login_is_reported_at_once() {
     // The tools advertise `authentication_failure_close`, as the C tools do, so the broker
     // answers a bad login with connection.close 403 ACCESS_REFUSED at once; without it, it
     // closes the socket three seconds later without a reason. Both sides, every kind of bad
-    // credentials: exit 1, the broker's reason, and no wait. (The bound is half the broker's
-    // delay so a loaded machine cannot fail it; the times measured are printed.)
+    // credentials: exit 1, the broker's reason, and no wait (the times measured are printed).
     let dir = amqp_tools_tests::tempfile::tempdir().unwrap();
     let authfile = dir.path().join("authfile");
     std::fs::write(&authfile, format!("username:guest\npassword:{SECRET}\n")).unwrap();
@@ -637,7 +637,7 @@ fn refused_login_is_reported_at_once() {
             let Some(out) = out else { continue };
             eprintln!("{side}, {}: refused after {:?}", args[0], out.elapsed);
             assert!(
-                out.elapsed < SILENT_REFUSAL / 2,
+                out.elapsed < PROMPT_REFUSAL,
                 "{side}: the refusal took {:?} for `{}`",
                 out.elapsed,
                 out.cmdline
