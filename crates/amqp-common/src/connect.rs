@@ -81,6 +81,12 @@ impl Session {
         )
     }
 
+    /// The connection's byte stream, for frames the tool writes itself on channel 1 (amqp-get's
+    /// ack: written at once, so that a connection.close right after it follows it).
+    pub fn wire(&self) -> &WireControl {
+        &self.wire
+    }
+
     /// Leaves the connection without the closing handshake, after a failure that already
     /// decides the exit status; the broker requeues whatever was not acked when the process
     /// exits and the socket closes. Nothing is torn down here on purpose: amiquip's I/O thread
@@ -109,9 +115,10 @@ impl Session {
         self.finish_with(true, work)
     }
 
-    /// `finish` for work made only of requests the broker answers (declare, delete, purge):
-    /// once the last answer is in there is nothing left for a channel.close to flush, so only
-    /// the connection is closed (see `close_connection`).
+    /// `finish` for work whose every frame is out when it returns: requests the broker answers
+    /// (declare, delete), or frames written through the wire (amqp-get's ack). A channel.close
+    /// would have nothing left to flush, so only the connection is closed (see
+    /// `close_connection`).
     pub fn finish_answered<T>(self, work: impl FnOnce(&Channel) -> Result<T>) -> Result<T> {
         self.finish_with(false, work)
     }

@@ -1,5 +1,6 @@
 //! amqp-get: takes one message off a queue and writes its body to stdout.
 
+use amqp_common::wire::frames::basic_ack;
 use amqp_common::{check_short_string, ConnectionArgs, Error, HelpArgs, ParseOptions, Result};
 use clap::Parser;
 use std::io::Write;
@@ -50,7 +51,11 @@ pub fn run() -> Result<()> {
         .ok_or_else(|| Error::usage("no queue given: use -q QUEUE"))?;
     check_short_string("the queue name", &queue)?;
     let session = args.conn.connect()?;
-    let got_one = session.finish(|channel| {
+    let wire = session.wire().clone();
+    // Only the connection is closed at the end: the ack goes through the wire at once (not
+    // queued for amiquip's thread), so it is out before the connection.close that follows,
+    // and the broker handles it before it answers that (a channel.close round trip fewer).
+    let got_one = session.finish_answered(|channel| {
         let got = channel
             .basic_get(queue.as_str(), false)
             .map_err(|e| Error::amqp(format!("cannot get a message from queue '{queue}'"), e))?;
@@ -63,8 +68,11 @@ pub fn run() -> Result<()> {
         out.write_all(&got.delivery.body)
             .and_then(|()| out.flush())
             .map_err(|e| Error::io("cannot write the message to stdout", &e))?;
-        got.ack(channel)
-            .map_err(|e| Error::amqp("cannot acknowledge the message", e))?;
+        wire.send(&basic_ack(1, got.delivery.delivery_tag()))
+            .map_err(|_| Error::Connection {
+                context: "cannot acknowledge the message".into(),
+                reason: "the connection to the broker was lost".into(),
+            })?;
         Ok(true)
     })?;
     if got_one {

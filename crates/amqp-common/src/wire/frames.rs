@@ -71,6 +71,16 @@ pub fn confirm_select(channel: u16) -> Vec<u8> {
     out
 }
 
+/// basic.ack of one delivery.
+pub fn basic_ack(channel: u16, delivery_tag: u64) -> Vec<u8> {
+    let mut args = vec![0, 60, 0, 80];
+    args.extend_from_slice(&delivery_tag.to_be_bytes());
+    args.push(0); // not multiple
+    let mut out = Vec::with_capacity(21);
+    push_frame(&mut out, FRAME_METHOD, channel, &args);
+    out
+}
+
 /// basic.qos changing nothing (no size or count limit, this channel only): the broker answers
 /// it after every method sent on the channel before it, which makes it a barrier.
 pub fn basic_qos_barrier(channel: u16) -> Vec<u8> {
@@ -500,6 +510,17 @@ mod tests {
             other => panic!("not a start-ok: {other:?}"),
         }
         assert!(rewrite_start_ok(&channel_open(1), "x").is_none());
+    }
+
+    #[test]
+    fn ack_reads_back() {
+        use amq_protocol::protocol::basic::AMQPMethod as B;
+        match frames(&basic_ack(1, 42)).remove(0) {
+            AMQPFrame::Method(1, AMQPClass::Basic(B::Ack(a))) => {
+                assert_eq!((a.delivery_tag, a.multiple), (42, false))
+            }
+            other => panic!("not a basic.ack: {other:?}"),
+        }
     }
 
     #[test]
