@@ -339,7 +339,15 @@ fn consume_on(
 ) -> std::result::Result<i32, Failure> {
     let queue = setup(session, args).map_err(runner::failure)?;
     let alive = session.liveness().map_err(runner::failure)?;
-    runner::run(&session.channel, &queue, plan, signal_events, &alive, carry)
+    runner::run(
+        &session.channel,
+        session.wire(),
+        &queue,
+        plan,
+        signal_events,
+        &alive,
+        carry,
+    )
 }
 
 /// Ends the session as the outcome asks (closing it cleanly, or abandoning a dead or failed
