@@ -81,8 +81,8 @@ impl Session {
         )
     }
 
-    /// The connection's byte stream, for frames the tool writes itself on channel 1 (amqp-get's
-    /// ack: written at once, so that a connection.close right after it follows it).
+    /// The connection's byte stream, for frames the tool writes itself on channel 1
+    /// (amqp-consume's acks: written at once rather than queued for amiquip's I/O thread).
     pub fn wire(&self) -> &WireControl {
         &self.wire
     }
@@ -110,27 +110,13 @@ impl Session {
 
     /// Runs `work` on channel 1, then closes the session cleanly; after a failure the
     /// connection is abandoned instead (the exit status is decided, the broker requeues what
-    /// was not acked).
-    pub fn finish<T>(self, work: impl FnOnce(&Channel) -> Result<T>) -> Result<T> {
-        self.finish_with(true, work)
-    }
-
-    /// `finish` for work whose every frame is out when it returns: requests the broker answers
-    /// (declare, delete), or frames written through the wire (amqp-get's ack). A channel.close
-    /// would have nothing left to flush, so only the connection is closed (see
-    /// `close_connection`).
+    /// was not acked). For work whose every frame is out when it returns: requests the broker
+    /// answers (declare, delete), or frames written through the wire. A channel.close would
+    /// have nothing left to flush, so only the connection is closed (see `close_connection`).
     pub fn finish_answered<T>(self, work: impl FnOnce(&Channel) -> Result<T>) -> Result<T> {
-        self.finish_with(false, work)
-    }
-
-    fn finish_with<T>(
-        self,
-        close_channel: bool,
-        work: impl FnOnce(&Channel) -> Result<T>,
-    ) -> Result<T> {
         match work(&self.channel) {
             Ok(value) => {
-                self.close_with(close_channel)?;
+                self.close_connection()?;
                 Ok(value)
             }
             Err(e) => {
@@ -258,6 +244,34 @@ impl WireSession {
     /// See `Session::abandon`.
     pub fn abandon(self) {
         std::mem::forget(self);
+    }
+
+    /// Ends the session after channel 1 or the connection went away during `context`, and
+    /// says why: the broker closed the channel (e.g. 404, no such queue or exchange; the
+    /// channel.close is answered and the connection closed properly), or the connection (the
+    /// wire kept the reason), or the connection was lost.
+    pub fn gone(self, context: String) -> Error {
+        if let Some((code, text)) = self.wire.channel_closed() {
+            let _ = self.close_after_channel_closed();
+            return Error::Broker {
+                context,
+                code,
+                text,
+            };
+        }
+        let reason = self.wire.close_reason();
+        self.abandon();
+        match reason {
+            Some((code, text)) => Error::Broker {
+                context,
+                code,
+                text,
+            },
+            None => Error::Connection {
+                context,
+                reason: "the connection to the broker was lost".into(),
+            },
+        }
     }
 
     /// See `Session::discard`.

@@ -1,6 +1,7 @@
 //! amqp-get: takes one message off a queue and writes its body to stdout.
 
 use amqp_common::wire::frames::basic_ack;
+use amqp_common::wire::Got;
 use amqp_common::{check_short_string, ConnectionArgs, Error, HelpArgs, ParseOptions, Result};
 use clap::Parser;
 use std::io::Write;
@@ -50,31 +51,36 @@ pub fn run() -> Result<()> {
         .queue
         .ok_or_else(|| Error::usage("no queue given: use -q QUEUE"))?;
     check_short_string("the queue name", &queue)?;
-    let session = args.conn.connect()?;
-    let wire = session.wire().clone();
-    // Only the connection is closed at the end: the ack goes through the wire at once (not
-    // queued for amiquip's thread), so it is out before the connection.close that follows,
-    // and the broker handles it before it answers that (a channel.close round trip fewer).
-    let got_one = session.finish_answered(|channel| {
-        let got = channel
-            .basic_get(queue.as_str(), false)
-            .map_err(|e| Error::amqp(format!("cannot get a message from queue '{queue}'"), e))?;
-        let Some(got) = got else {
-            return Ok(false);
-        };
-        // The message is acked only once its body is out, so a failed write loses nothing:
-        // the broker requeues it. (A closed pipe ends the tool by SIGPIPE, as the C tool's.)
-        let mut out = std::io::stdout().lock();
-        out.write_all(&got.delivery.body)
-            .and_then(|()| out.flush())
-            .map_err(|e| Error::io("cannot write the message to stdout", &e))?;
-        wire.send(&basic_ack(1, got.delivery.delivery_tag()))
-            .map_err(|_| Error::Connection {
-                context: "cannot acknowledge the message".into(),
-                reason: "the connection to the broker was lost".into(),
-            })?;
-        Ok(true)
-    })?;
+    // Channel 1 through the wire alone (as amqp-publish): basic.get, its message and the ack
+    // need no hand-off to amiquip's I/O thread, and the get goes out as soon as the connection
+    // is open.
+    let session = args.conn.addresses()?.open()?;
+    let context = || format!("cannot get a message from queue '{queue}'");
+    let got = session
+        .wire()
+        .take_channel()
+        .and_then(|()| session.wire().basic_get(&queue));
+    let got_one = match got {
+        Ok(Got::Empty) => false,
+        Ok(Got::Message { delivery_tag, body }) => {
+            // The message is acked only once its body is out, so a failed write loses
+            // nothing: the broker requeues it. (A closed pipe ends the tool by SIGPIPE, as the
+            // C tool's.)
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(&body).and_then(|()| out.flush()) {
+                session.abandon();
+                return Err(Error::io("cannot write the message to stdout", &e));
+            }
+            // Written at once, so it is out before the connection.close that follows; the
+            // broker handles it before it answers that.
+            if session.wire().send(&basic_ack(1, delivery_tag)).is_err() {
+                return Err(session.gone("cannot acknowledge the message".into()));
+            }
+            true
+        }
+        Err(_) => return Err(session.gone(context())),
+    };
+    session.close_connection()?;
     if got_one {
         Ok(())
     } else {

@@ -104,32 +104,10 @@ fn close_after_all(session: WireSession, plan: &Plan) -> Result<()> {
     session.close_connection().map_err(|e| after_close(plan, e))
 }
 
-/// The channel went away while publishing: the broker closed it, or the connection (the wire
-/// kept the reason), or the connection was lost.
+/// The channel went away while publishing: the broker closed it, or the connection, or the
+/// connection was lost (`WireSession::gone` says which).
 fn why_gone(session: WireSession, plan: &Plan) -> Error {
-    let context = format!("cannot publish to {}", plan.destination());
-    if let Some((code, text)) = session.wire().channel_closed() {
-        // e.g. 404 NOT_FOUND, no exchange: the connection is fine, close it properly.
-        let _ = session.close_after_channel_closed();
-        return Error::Broker {
-            context,
-            code,
-            text,
-        };
-    }
-    let reason = session.wire().close_reason();
-    session.abandon();
-    match reason {
-        Some((code, text)) => Error::Broker {
-            context,
-            code,
-            text,
-        },
-        None => Error::Connection {
-            context,
-            reason: "the connection to the broker was lost".into(),
-        },
-    }
+    session.gone(format!("cannot publish to {}", plan.destination()))
 }
 
 /// A failure found when closing means a publish failed (e.g. 404 no exchange, which the

@@ -3,7 +3,7 @@
 //!
 //! The messages are encoded once (`PublishFrames`) and written in batches straight onto the
 //! connection through the wire (`WireControl::send`), between amiquip's own frames; the
-//! broker's confirms and returns are read there too (`WireControl::track_publishes`). Per
+//! broker's confirms and returns are read there too (`WireControl::take_channel`). Per
 //! message that costs a copy and a few bytes of framing, where amiquip would allocate and
 //! encode every frame anew, hand each message to its I/O thread and each ack back (three
 //! thread hand-offs and ~10,000 instructions a message). amiquip does the handshake and keeps
@@ -63,7 +63,7 @@ impl<'a> Publisher<'a> {
         )
         .map_err(Error::config)?;
         let mut batch = Vec::with_capacity(BATCH_BYTES + 1024);
-        wire.track_publishes()
+        wire.take_channel()
             .map_err(|_| channel_lost("cannot set up the channel for publishing"))?;
         if plan.confirm {
             // With the first publishes, without waiting for an answer: the broker handles the

@@ -1,6 +1,7 @@
-//! What the broker says about the messages a publisher wrote through the wire: publisher
-//! confirms (basic.ack, basic.nack) and returned messages (basic.return, with its content),
-//! read from the inbound frames as they go by, instead of by amiquip.
+//! What the broker says on channel 1 once a tool speaks there through the wire alone: publisher
+//! confirms (basic.ack, basic.nack), returned messages (basic.return, with its content), the
+//! answer to basic.get (with the message), basic.qos-ok and channel.close, read from the
+//! inbound frames as they go by, instead of by amiquip.
 //!
 //! amiquip would parse each ack, hand it over a channel to the publishing thread (a wake-up per
 //! ack while that thread waits) and sort them there. Here an ack costs a few comparisons on the
@@ -9,7 +10,8 @@
 //! some later moment: confirm.select can then go out with the first publishes, with no wait.
 
 use super::frames::{
-    close_reason, BASIC_ACK, BASIC_NACK, BASIC_QOS_OK, BASIC_RETURN, CHANNEL_CLOSE, CHANNEL_OPEN_OK,
+    close_reason, BASIC_ACK, BASIC_GET_EMPTY, BASIC_GET_OK, BASIC_NACK, BASIC_QOS_OK, BASIC_RETURN,
+    CHANNEL_CLOSE, CHANNEL_OPEN_OK,
 };
 use super::scan::{FRAME_BODY, FRAME_HEADER};
 use std::collections::BTreeSet;
@@ -21,6 +23,22 @@ pub struct Returned {
     pub text: String,
     pub exchange: String,
     pub routing_key: String,
+}
+
+/// The answer to a basic.get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    Empty,
+    Message { delivery_tag: u64, body: Vec<u8> },
+}
+
+/// A basic.get-ok's message while its content frames come.
+#[derive(Debug)]
+struct Getting {
+    delivery_tag: u64,
+    /// Known once the content header has come.
+    size: Option<u64>,
+    body: Vec<u8>,
 }
 
 /// The confirms and returns of one channel in confirm mode (delivery tags count from 1).
@@ -42,6 +60,10 @@ pub(crate) struct Confirms {
     pub closed: Option<(u16, String)>,
     /// How many basic.qos the broker has answered (`WireControl::barrier`).
     pub qos_ok: u64,
+    /// The answer to a basic.get: None while it is to come, or while its message is.
+    pub got: Option<Got>,
+    /// The message of a basic.get-ok, while its content comes.
+    getting: Option<Getting>,
     /// A publisher waits until `confirmed` reaches this.
     pub want: u64,
 }
@@ -68,7 +90,42 @@ impl Confirms {
         if let Some(body_left) = self.skipping {
             return self.skip_content(kind, body_left, frame);
         }
+        if self.getting.is_some() {
+            return self.get_content(kind, frame);
+        }
         self.take_method(method, frame).unwrap_or(false)
+    }
+
+    /// A frame of a basic.get-ok's content: the header (the body's size), then body frames.
+    fn get_content(&mut self, kind: u8, frame: &[u8]) -> bool {
+        let Some(getting) = self.getting.as_mut() else {
+            return false;
+        };
+        match kind {
+            FRAME_HEADER => getting.size = Some(u64_at(frame, 11).unwrap_or(0)),
+            FRAME_BODY => {
+                let payload = frame
+                    .get(7..frame.len().saturating_sub(1))
+                    .unwrap_or_default();
+                getting.body.extend_from_slice(payload);
+            }
+            // Anything else ends the content (a broken one): what came is all there is.
+            _ => getting.size = Some(getting.body.len() as u64),
+        }
+        let complete = getting
+            .size
+            .is_some_and(|size| getting.body.len() as u64 >= size);
+        if !complete {
+            return false;
+        }
+        let Some(done) = self.getting.take() else {
+            return false;
+        };
+        self.got = Some(Got::Message {
+            delivery_tag: done.delivery_tag,
+            body: done.body,
+        });
+        true
     }
 
     fn take_method(&mut self, method: Option<(u16, u16)>, frame: &[u8]) -> Option<bool> {
@@ -103,6 +160,18 @@ impl Confirms {
             }
             Some(BASIC_QOS_OK) => {
                 self.qos_ok += 1;
+                Some(true)
+            }
+            Some(BASIC_GET_OK) => {
+                self.getting = Some(Getting {
+                    delivery_tag: u64_at(frame, 11)?,
+                    size: None,
+                    body: Vec::new(),
+                });
+                Some(false)
+            }
+            Some(BASIC_GET_EMPTY) => {
+                self.got = Some(Got::Empty);
                 Some(true)
             }
             Some(CHANNEL_CLOSE) => {
@@ -232,6 +301,42 @@ mod tests {
         c.take(FRAME_HEADER, None, &frame(FRAME_HEADER, &header));
         assert!(ack(&mut c, BASIC_ACK, 1, false));
         assert_eq!(c.confirmed, 1);
+    }
+
+    #[test]
+    fn a_got_message_is_put_together() {
+        let mut c = Confirms::default();
+        let mut p = vec![0, 60, 0, 71];
+        p.extend_from_slice(&9u64.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 1, b'q', 0, 0, 0, 0]);
+        assert!(!c.take(FRAME_METHOD, Some(BASIC_GET_OK), &frame(FRAME_METHOD, &p)));
+        let mut header = vec![0, 60, 0, 0];
+        header.extend_from_slice(&5u64.to_be_bytes());
+        header.extend_from_slice(&[0, 0]);
+        assert!(!c.take(FRAME_HEADER, None, &frame(FRAME_HEADER, &header)));
+        assert!(!c.take(FRAME_BODY, None, &frame(FRAME_BODY, b"hel")));
+        assert!(c.take(FRAME_BODY, None, &frame(FRAME_BODY, b"lo")));
+        assert_eq!(
+            c.got,
+            Some(Got::Message {
+                delivery_tag: 9,
+                body: b"hello".to_vec()
+            })
+        );
+        // An empty body has no body frame.
+        let mut c = Confirms::default();
+        c.take(FRAME_METHOD, Some(BASIC_GET_OK), &frame(FRAME_METHOD, &p));
+        let mut header = vec![0, 60, 0, 0];
+        header.extend_from_slice(&0u64.to_be_bytes());
+        assert!(c.take(FRAME_HEADER, None, &frame(FRAME_HEADER, &header)));
+        assert!(matches!(&c.got, Some(Got::Message { body, .. }) if body.is_empty()));
+        let mut c = Confirms::default();
+        assert!(c.take(
+            FRAME_METHOD,
+            Some(BASIC_GET_EMPTY),
+            &frame(FRAME_METHOD, &[0, 60, 0, 72, 0])
+        ));
+        assert_eq!(c.got, Some(Got::Empty));
     }
 
     #[test]

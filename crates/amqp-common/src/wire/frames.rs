@@ -27,6 +27,8 @@ pub const CHANNEL_OPEN_OK: (u16, u16) = (20, 11);
 pub const CHANNEL_CLOSE: (u16, u16) = (20, 40);
 pub const CHANNEL_CLOSE_OK: (u16, u16) = (20, 41);
 pub const BASIC_QOS_OK: (u16, u16) = (60, 11);
+pub const BASIC_GET_OK: (u16, u16) = (60, 71);
+pub const BASIC_GET_EMPTY: (u16, u16) = (60, 72);
 pub const BASIC_RETURN: (u16, u16) = (60, 50);
 pub const BASIC_ACK: (u16, u16) = (60, 80);
 pub const BASIC_NACK: (u16, u16) = (60, 120);
@@ -69,6 +71,16 @@ pub fn confirm_select(channel: u16) -> Vec<u8> {
     let mut out = Vec::with_capacity(13);
     push_frame(&mut out, FRAME_METHOD, channel, &[0, 85, 0, 10, 1]);
     out
+}
+
+/// basic.get of one message from `queue`, to be acknowledged.
+pub fn basic_get(channel: u16, queue: &str) -> Result<Vec<u8>, String> {
+    let mut args = vec![0, 60, 0, 70, 0, 0]; // class, method, reserved (ticket)
+    short_string(&mut args, "the queue name", queue)?;
+    args.push(0); // no-ack off
+    let mut out = Vec::with_capacity(args.len() + 8);
+    push_frame(&mut out, FRAME_METHOD, channel, &args);
+    Ok(out)
 }
 
 /// basic.ack of one delivery.
@@ -510,6 +522,18 @@ mod tests {
             other => panic!("not a start-ok: {other:?}"),
         }
         assert!(rewrite_start_ok(&channel_open(1), "x").is_none());
+    }
+
+    #[test]
+    fn get_reads_back() {
+        use amq_protocol::protocol::basic::AMQPMethod as B;
+        match frames(&basic_get(1, "jobs").unwrap()).remove(0) {
+            AMQPFrame::Method(1, AMQPClass::Basic(B::Get(g))) => {
+                assert_eq!((g.queue.as_str(), g.no_ack), ("jobs", false))
+            }
+            other => panic!("not a basic.get: {other:?}"),
+        }
+        assert!(basic_get(1, &"q".repeat(256)).is_err());
     }
 
     #[test]

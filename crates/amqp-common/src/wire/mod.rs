@@ -23,7 +23,7 @@ pub mod scan;
 mod timer;
 
 use confirms::Confirms;
-pub use confirms::Returned;
+pub use confirms::{Got, Returned};
 
 use frames::{
     CHANNEL_CLOSE, CHANNEL_OPEN, CHANNEL_OPEN_OK, CONNECTION_CLOSE, CONNECTION_CLOSE_OK,
@@ -705,7 +705,7 @@ impl WireControl {
     /// and amiquip, which was never asked for the channel, sees none of it. The switch waits
     /// for a frame boundary of the inbound stream (in practice there is one at once: nothing
     /// comes unasked).
-    pub fn track_publishes(&self) -> Result<(), Gone> {
+    pub fn take_channel(&self) -> Result<(), Gone> {
         let shared = &*self.shared;
         loop {
             let mut state = shared.lock();
@@ -770,6 +770,19 @@ impl WireControl {
         })?;
         self.send(&frames::basic_qos_barrier(PUBLISH_CHANNEL))?;
         self.wait_for(|c| c.qos_ok > before)
+    }
+
+    /// Takes one message off `queue` with basic.get on channel 1 (to be acknowledged), or
+    /// learns that the queue is empty.
+    pub fn basic_get(&self, queue: &str) -> Result<Got, Gone> {
+        let frame = frames::basic_get(PUBLISH_CHANNEL, queue).map_err(|_| Gone)?;
+        self.send(&frame)?;
+        let mut got = None;
+        self.wait_for(|c| {
+            got = c.got.take();
+            got.is_some()
+        })?;
+        got.ok_or(Gone)
     }
 
     /// The broker closed channel 1: its reply code and text.

@@ -301,13 +301,13 @@ fn a_dropped_wire_refuses_frames() {
     let (wire, control, _broker) = connected();
     drop(wire);
     assert_eq!(control.send(b"x"), Err(Gone));
-    assert_eq!(control.track_publishes(), Err(Gone));
+    assert_eq!(control.take_channel(), Err(Gone));
 }
 
 #[test]
 fn confirms_and_returns_are_read_here_not_by_amiquip() {
     let (mut wire, control, mut broker) = open_session();
-    control.track_publishes().unwrap();
+    control.take_channel().unwrap();
     let waiter = {
         let control = control.clone();
         thread::spawn(move || control.wait_confirmed(3))
