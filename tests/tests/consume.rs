@@ -676,6 +676,38 @@ fn command_environment_is_inherited_unchanged() {
     }
 }
 
+// compatibility.md C-CON-3: bodies on either side of the sizes where the body is written
+// differently (up to PIPE_BUF at once; beyond, without blocking; beyond the pipe's buffer, by a
+// thread) reach the command whole and in order.
+#[test]
+fn bodies_of_every_size_reach_the_command_whole() {
+    let b = Broker::connect();
+    let sizes = [0usize, 1, 4095, 4096, 4097, 65535, 65536, 65537, 300_000];
+    let bodies: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (0..n).map(|j| b'a' + ((i + j) % 26) as u8).collect())
+        .collect();
+    let expected: Vec<u8> = bodies.concat();
+    for side in sides(TOOL) {
+        let q = b.temp_queue("c-sizes");
+        for body in &bodies {
+            b.publish(&q, body);
+        }
+        let count = sizes.len().to_string();
+        let out = consume(&side).args(["-q", &q, "-c", &count, "cat"]).run();
+        out.expect_status(0);
+        assert!(
+            out.stdout == expected,
+            "{}: {} bytes out, {} expected",
+            side.name,
+            out.stdout.len(),
+            expected.len()
+        );
+        assert_eq!(b.count(&q), Some(0), "{}", side.name);
+    }
+}
+
 // compatibility.md C-FIX-5: a command that does not read a 1 MB body.
 #[test]
 fn command_that_does_not_read_stdin() {

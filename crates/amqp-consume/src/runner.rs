@@ -709,8 +709,15 @@ enum Settle {
 /// read cannot block the loop; a command that exits or closes stdin early just ends the write
 /// (EPIPE, since Rust ignores SIGPIPE) and is judged by its exit status.
 fn feed(mut stdin: std::process::ChildStdin, body: Vec<u8>) {
-    // Most bodies fit in the pipe's buffer: written at once without blocking, they need no
-    // thread (starting one per message costs more than the write).
+    // A new pipe is empty and holds at least a page, so a body of up to PIPE_BUF bytes goes
+    // in with one plain write that cannot block, whether or not the command reads: no fcntl
+    // calls around it.
+    if body.len() <= libc::PIPE_BUF {
+        let _ = stdin.write_all(&body);
+        return;
+    }
+    // Most other bodies fit in the pipe's buffer too: written at once without blocking, they
+    // need no thread (starting one per message costs more than the write).
     let body = match write_nonblocking(&stdin, &body) {
         Ok(written) if written == body.len() => return,
         Ok(written) => body[written..].to_vec(),
