@@ -7,7 +7,7 @@ mod publisher;
 mod reconnect;
 
 pub use args::{parse_header, Args, Plan, Source};
-pub use lines::{each_line, Input, MAX_LINE_PIECE};
+pub use lines::{Input, Lines, MAX_LINE_PIECE};
 
 use amqp_common::{ConnectionArgs, Error, ParseOptions, Result, WireSession};
 use lines::STDIN_BUFFER;
@@ -158,7 +158,7 @@ impl Sink for Publisher<'_> {
 pub(crate) struct Messages<'p> {
     plan: &'p Plan,
     /// -l: stdin, read as it comes.
-    lines: Option<std::io::BufReader<std::io::StdinLock<'static>>>,
+    lines: Option<Lines<std::io::StdinLock<'static>>>,
     /// Every message was handed on.
     done: bool,
 }
@@ -200,10 +200,12 @@ impl<'p> Messages<'p> {
             Source::Lines => {
                 // A closed stdin reads as /dev/null here: no lines, nothing published (as C).
                 let reader = self.lines.get_or_insert_with(|| {
-                    std::io::BufReader::with_capacity(STDIN_BUFFER, std::io::stdin().lock())
+                    Lines::new(std::io::BufReader::with_capacity(
+                        STDIN_BUFFER,
+                        std::io::stdin().lock(),
+                    ))
                 });
-                let result = each_line(
-                    reader,
+                let result = reader.each_line(
                     |input| match input {
                         Input::Line(line) => sink.publish(line).map_err(Ok),
                         // Lines are published as they arrive: what is encoded goes out before
