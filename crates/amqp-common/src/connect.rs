@@ -259,18 +259,24 @@ impl WireSession {
                 text,
             };
         }
-        let reason = self.wire.close_reason();
-        self.abandon();
-        match reason {
-            Some((code, text)) => Error::Broker {
-                context,
-                code,
-                text,
-            },
-            None => Error::Connection {
-                context,
-                reason: "the connection to the broker was lost".into(),
-            },
+        match self.wire.close_reason() {
+            Some((code, text)) => {
+                self.abandon();
+                Error::Broker {
+                    context,
+                    code,
+                    text,
+                }
+            }
+            None => {
+                // Released, not forgotten: amqp-publish --reconnect goes on after this, any
+                // number of times.
+                self.discard();
+                Error::Connection {
+                    context,
+                    reason: "the connection to the broker was lost".into(),
+                }
+            }
         }
     }
 
@@ -321,10 +327,7 @@ impl Endpoint {
 
     /// Resolves, connects and logs in by `deadline`; the wire's deadline is still set.
     fn handshake(&self, deadline: Instant) -> Result<(Connection, WireControl)> {
-        let fail = |reason: String| Error::Connect {
-            target: self.target(),
-            reason,
-        };
+        let fail = |reason: String| self.connect_error(reason);
         // The PEM files are read first: a bad --cacert is reported without touching the network.
         let tls = self.tls.as_ref().map(TlsClient::new).transpose()?;
         let addrs = resolve(&self.host, self.port, deadline).map_err(&fail)?;
