@@ -890,7 +890,10 @@ fn quorum_job_survives_a_killed_node() {
 
 /// How many file descriptors process `pid` has open.
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+    let dir = format!("/proc/{pid}/fd");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {dir}: {e}"))
+        .count()
 }
 
 // A lost connection leaves nothing behind: after five cuts and reconnects the consumer holds
