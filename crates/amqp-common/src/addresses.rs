@@ -29,26 +29,12 @@ impl Addresses {
         Addresses { list }
     }
 
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    /// Always false (kept for clippy's `len_without_is_empty`).
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     pub fn get(&self, index: usize) -> &Address {
         &self.list[index % self.list.len()]
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Address> {
         self.list.iter()
-    }
-
-    /// The first address: the only one, unless several URLs were given.
-    pub fn first(&self) -> &Endpoint {
-        &self.list[0].endpoint
     }
 
     /// Connects to the first address that answers, trying them in order.

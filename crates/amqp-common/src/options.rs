@@ -390,8 +390,8 @@ mod tests {
         /// The one address the options give.
         fn resolve1(&self, amqp_url: Option<&str>) -> Result<Endpoint> {
             let addresses = self.resolve(amqp_url)?;
-            assert_eq!(addresses.len(), 1);
-            Ok(addresses.first().clone())
+            assert_eq!(addresses.iter().count(), 1);
+            Ok(addresses.get(0).endpoint.clone())
         }
     }
 

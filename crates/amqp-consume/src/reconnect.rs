@@ -7,7 +7,7 @@
 //! (`Session::discard`), so it cannot hold the tool.
 
 use crate::runner::{Carry, Failure};
-use crate::signals::{self, ExitKind};
+use crate::signals;
 use crate::{consume_on, finish, Args, Plan};
 use amqp_common::reconnect::{say_lost, say_reconnected, Retry};
 use amqp_common::{Address, Addresses, Error, Result, Session};
@@ -150,7 +150,7 @@ impl Children<'_> {
                 for &pid in self.carry.children.keys() {
                     signals::forward(pid, sig);
                 }
-                return Err(self.stop(128 + sig));
+                return Err(self.stop(amqp_common::error::signal_status(sig)));
             }
         }
     }
@@ -162,7 +162,7 @@ impl Children<'_> {
             let Some(orphan) = self.carry.children.remove(&pid) else {
                 continue;
             };
-            if !orphan && self.plan.fail_fast && kind != ExitKind::Code(0) {
+            if !orphan && self.plan.fail_fast && !kind.success() {
                 stop.get_or_insert(kind.shell_status());
             }
         }

@@ -544,7 +544,7 @@ impl Runner<'_> {
 
     fn on_child_exit(&mut self, pid: i32, kind: ExitKind) -> Step {
         let Some(job) = self.running.remove(&pid) else {
-            // An orphan we reaped as PID 1.
+            // A process we did not start, reaped as PID 1 (not a `Job::orphan`).
             return Ok(());
         };
         self.idle_since = Instant::now();
@@ -575,14 +575,20 @@ impl Runner<'_> {
         }
     }
 
+    /// The prefetch limit the broker applies: the smaller of ours and the one lowered for
+    /// --count; None when neither limits (a limit of 0 means none).
+    fn effective_prefetch(&self) -> Option<u16> {
+        [self.plan.prefetch, self.channel_limit.unwrap_or(0)]
+            .into_iter()
+            .filter(|&l| l > 0)
+            .min()
+    }
+
     /// Whether the broker may send us nothing more until a message is settled.
     fn prefetch_full(&self) -> bool {
-        let limits = [self.plan.prefetch, self.channel_limit.unwrap_or(0)];
         let unsettled = self.arrived.saturating_sub(self.settled);
-        match limits.into_iter().filter(|&l| l > 0).min() {
-            Some(limit) => unsettled >= u64::from(limit),
-            None => false,
-        }
+        self.effective_prefetch()
+            .is_some_and(|limit| unsettled >= u64::from(limit))
     }
 
     fn cancel_if_due(&mut self) -> Step {
@@ -610,8 +616,7 @@ impl Runner<'_> {
             // messages unacknowledged with us, or it would send more than --count allows
             // (received < n here, so room is at least 1; a limit of 0 would mean "no limit").
             let room = n.saturating_sub(self.settled).saturating_sub(1);
-            let limits = [self.plan.prefetch, self.channel_limit.unwrap_or(0)];
-            let effective = limits.into_iter().filter(|&l| l > 0).min();
+            let effective = self.effective_prefetch();
             if room > 0 && !matches!(effective, Some(l) if u64::from(l) <= room) {
                 // basic.qos is a round trip: lower the limit with some slack (half the room,
                 // but never below what -j needs) so that it takes a few of them per run, not

@@ -74,7 +74,6 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
         .feed(&mut publisher)
         .and_then(|()| publisher.wait_for_all());
     let (published, confirmed) = (publisher.published, publisher.confirmed);
-    let confirming = publisher.confirming;
     drop(publisher);
     match outcome {
         Ok(()) => close_after_all(session, plan),
@@ -85,7 +84,7 @@ fn publish(conn: &ConnectionArgs, plan: &Plan) -> Result<()> {
             Err(e)
         }
         Err(Stop::ChannelGone) => Err(match why_gone(session, plan) {
-            Error::Connection { context, reason } if confirming => Error::Connection {
+            Error::Connection { context, reason } if plan.confirm => Error::Connection {
                 context,
                 reason: format!(
                     "{reason}; {} of {published} message(s) were confirmed",

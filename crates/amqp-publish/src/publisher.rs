@@ -37,8 +37,6 @@ pub(crate) struct Publisher<'a> {
     /// Encoded messages not yet written.
     batch: Vec<u8>,
     plan: &'a Plan,
-    /// The channel is in confirm mode.
-    pub(crate) confirming: bool,
     pub(crate) published: u64,
     pub(crate) confirmed: u64,
 }
@@ -47,7 +45,7 @@ pub(crate) struct Publisher<'a> {
 pub(crate) enum Stop {
     /// A failure already described.
     Failed(Error),
-    /// The channel or connection went away (`WireControl::channel_closed` says which).
+    /// The channel or connection went away (`WireSession::gone` says which, and why).
     ChannelGone,
 }
 
@@ -76,7 +74,6 @@ impl<'a> Publisher<'a> {
             frames,
             batch,
             plan,
-            confirming: plan.confirm,
             published: 0,
             confirmed: 0,
         })
@@ -85,7 +82,7 @@ impl<'a> Publisher<'a> {
     pub(crate) fn publish(&mut self, body: &[u8]) -> std::result::Result<(), Stop> {
         // Keep a bounded number in flight: once the window is full, wait until a quarter of
         // it is confirmed (one wake-up, not one per ack).
-        if self.confirming && self.published - self.confirmed >= CONFIRM_WINDOW {
+        if self.plan.confirm && self.published - self.confirmed >= CONFIRM_WINDOW {
             self.flush()?;
             self.wait_until_confirmed(self.published - RESUME_AT)?;
         }
@@ -102,8 +99,8 @@ impl<'a> Publisher<'a> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        // Gone: the broker closed the channel or the connection (its reason is found when
-        // closing), or the connection was lost.
+        // Gone: the broker closed the channel or the connection, or the connection was lost;
+        // `WireSession::gone` tells which.
         self.wire.send(&self.batch).map_err(|_| Stop::ChannelGone)?;
         self.batch.clear();
         // Confirms are looked at once a batch: a nack or a return stops the run a batch later
@@ -115,7 +112,7 @@ impl<'a> Publisher<'a> {
     /// refused or returned message as the failure it is.
     pub(crate) fn take_ready_confirms(&mut self) -> std::result::Result<(), Stop> {
         let (confirmed, nacked) = self.wire.confirmed();
-        if self.confirming {
+        if self.plan.confirm {
             self.confirmed = confirmed;
         }
         self.check(nacked)
@@ -148,7 +145,7 @@ impl<'a> Publisher<'a> {
 
     pub(crate) fn wait_for_all(&mut self) -> std::result::Result<(), Stop> {
         self.flush()?;
-        if !self.confirming {
+        if !self.plan.confirm {
             // The broker answers a synchronous method only after every publish before it on
             // the channel, so this waits (as long as it takes) until the broker has them all
             // and surfaces a channel error (e.g. 404 no exchange) or a return. The bounded

@@ -10,8 +10,8 @@
 //! some later moment: confirm.select can then go out with the first publishes, with no wait.
 
 use super::frames::{
-    close_reason, BASIC_ACK, BASIC_GET_EMPTY, BASIC_GET_OK, BASIC_NACK, BASIC_QOS_OK, BASIC_RETURN,
-    CHANNEL_CLOSE, CHANNEL_OPEN_OK,
+    close_reason, short_at, u16_at, u64_at, BASIC_ACK, BASIC_GET_EMPTY, BASIC_GET_OK, BASIC_NACK,
+    BASIC_QOS_OK, BASIC_RETURN, CHANNEL_CLOSE,
 };
 use super::scan::{FRAME_BODY, FRAME_HEADER};
 use std::collections::BTreeSet;
@@ -41,7 +41,8 @@ struct Getting {
     body: Vec<u8>,
 }
 
-/// The confirms and returns of one channel in confirm mode (delivery tags count from 1).
+/// What the broker sends on channel 1 when the tools speak there without amiquip: confirms
+/// and returns (delivery tags count from 1), basic.get's answer, channel.close.
 #[derive(Debug, Default)]
 pub(crate) struct Confirms {
     /// Every tag up to this one is acknowledged.
@@ -66,21 +67,6 @@ pub(crate) struct Confirms {
     getting: Option<Getting>,
     /// A publisher waits until `confirmed` reaches this.
     pub want: u64,
-}
-
-fn u16_at(frame: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u64_at(frame: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_be_bytes(frame.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// A short string at `at`, and where the next field starts.
-fn short_at(frame: &[u8], at: usize) -> Option<(String, usize)> {
-    let len = usize::from(*frame.get(at)?);
-    let text = frame.get(at + 1..at + 1 + len)?;
-    Some((String::from_utf8_lossy(text).into_owned(), at + 1 + len))
 }
 
 impl Confirms {
@@ -178,9 +164,8 @@ impl Confirms {
                 self.closed = close_reason(frame);
                 Some(true)
             }
-            // The channel was opened with the connection (see the wire): nothing to do.
-            Some(CHANNEL_OPEN_OK) => Some(false),
-            // Nothing else comes on a channel that only publishes.
+            // Nothing else needs an answer: channel.open-ok (the channel was opened with the
+            // connection, see the wire), and the replies the waiters look for elsewhere.
             _ => Some(false),
         }
     }
@@ -216,6 +201,7 @@ impl Confirms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::frames::CHANNEL_OPEN_OK;
     use crate::wire::scan::FRAME_METHOD;
 
     fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {

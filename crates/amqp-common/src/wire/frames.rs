@@ -1,5 +1,7 @@
 //! The frames the tools write themselves, beside amiquip: the protocol header, a channel.open,
-//! the client properties of connection.start-ok, and basic.publish with its content.
+//! the client properties of connection.start-ok, basic.publish with its content, and on
+//! channel 1 confirm.select, basic.get, basic.ack, basic.qos, channel.close-ok and
+//! connection.close.
 //!
 //! Publishing is encoded here rather than by amiquip because every message of a run has the
 //! same method frame and the same properties: both are encoded once, and each message costs a
@@ -137,12 +139,25 @@ pub fn tune_ok_frame_max(frame: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
-/// The reply code and text of a connection.close (the whole frame).
+/// The reply code and text of a connection.close or a channel.close (the whole frame: both
+/// start their arguments with them).
 pub fn close_reason(frame: &[u8]) -> Option<(u16, String)> {
-    let code = u16::from_be_bytes([*frame.get(11)?, *frame.get(12)?]);
-    let len = usize::from(*frame.get(13)?);
-    let text = frame.get(14..14 + len)?;
-    Some((code, String::from_utf8_lossy(text).into_owned()))
+    Some((u16_at(frame, 11)?, short_at(frame, 13)?.0))
+}
+
+pub(super) fn u16_at(frame: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?))
+}
+
+pub(super) fn u64_at(frame: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(frame.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// A short string at `at`, and where the next field starts.
+pub(super) fn short_at(frame: &[u8], at: usize) -> Option<(String, usize)> {
+    let len = usize::from(*frame.get(at)?);
+    let text = frame.get(at + 1..at + 1 + len)?;
+    Some((String::from_utf8_lossy(text).into_owned(), at + 1 + len))
 }
 
 /// amiquip's connection.start-ok (the whole frame) with the client properties replaced: the

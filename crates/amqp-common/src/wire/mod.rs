@@ -1,7 +1,7 @@
 //! The byte stream amiquip talks through, and what the tools do with it beside amiquip.
 //!
-//! amiquip owns the protocol state (handshake, channels, replies, confirms, heartbeats) and runs
-//! it on its I/O thread; it reads and writes the connection only through a `Wire`. The tools
+//! amiquip owns the protocol state (handshake, channels, replies, heartbeats) and runs it on its
+//! I/O thread, except on channel 1 when amqp-publish or amqp-get speak there alone (`confirms`); it reads and writes the connection only through a `Wire`. The tools
 //! keep a `WireControl` to the same connection, and the wire between the two:
 //!
 //! - checks every inbound frame header before amiquip trusts it (`scan`);
@@ -14,8 +14,9 @@
 //! - bounds the handshake and the close by a deadline without a thread of its own: a timerfd,
 //!   registered with amiquip's poll under the socket's token, wakes amiquip's reader, and the
 //!   read fails once the deadline has passed;
-//! - lets a publisher write its own frames between two of amiquip's frames (`WireControl::send`),
-//!   which is how amqp-publish publishes.
+//! - lets the tools write their own frames between two of amiquip's frames (`WireControl::send`)
+//!   and wait for the broker's answers on channel 1 (`take_channel`, `basic_get`, `barrier`,
+//!   `wait_confirmed`): how amqp-publish publishes and amqp-get gets.
 
 mod confirms;
 pub mod frames;
